@@ -1,0 +1,26 @@
+# Two entry points, both self-contained on a fresh machine with Python 3.11:
+#   make demo  - train -> export -> serve (embedded) -> predict --plot, end to end
+#   make test  - the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	MLSERVE_HOME=$${MLSERVE_HOME:-$(CURDIR)/out/demo} $(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) out

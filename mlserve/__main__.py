@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from mlserve.cli.app import main
+
+main()

@@ -1,0 +1,113 @@
+"""Every setting of mlserve, declared once, resolved in one place: flag > MLSERVE_* variable > default.
+
+Commands pass the flag's value (None when the flag was not given) to `get()`; `mlserve config`
+prints `resolve_all()`, so a user can always see a value and where it came from.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from mlserve.errors import UsageError
+
+Default = Callable[[Callable[[str], Any]], Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    description: str
+    default: Default
+    kind: type = str
+
+
+@dataclass(frozen=True)
+class Resolved:
+    name: str
+    env: str
+    value: Any
+    source: str  # "flag", "env" or "default"
+    description: str
+
+
+def _const(value: Any) -> Default:
+    return lambda _get: value
+
+
+_DECLARED = [
+    Setting("home", "MLSERVE_HOME", "Workspace: trained models, exported models, logs, server records.",
+            _const(str(Path.home() / ".mlserve"))),
+    Setting("model_name", "MLSERVE_MODEL_NAME", "Model name used by export, serve and predict.",
+            _const("digits_model")),
+    Setting("model_base_path", "MLSERVE_MODEL_BASE_PATH",
+            "Folder of numbered SavedModel versions (TF Serving's --model_base_path).",
+            lambda get: str(Path(get("home")) / "models" / get("model_name"))),
+    Setting("data", "MLSERVE_DATA", "MNIST data: an mnist.npz or a folder of IDX files (empty: auto).",
+            _const("")),
+    Setting("host", "MLSERVE_HOST", "Address servers bind (127.0.0.1 unless told otherwise).",
+            _const("127.0.0.1")),
+    Setting("grpc_port", "MLSERVE_GRPC_PORT", "gRPC port of a started server.", _const(8500), int),
+    Setting("rest_port", "MLSERVE_REST_PORT", "REST port of a started server.", _const(8501), int),
+    Setting("url", "MLSERVE_URL", "REST address that predict and bench query.",
+            _const("http://127.0.0.1:8501")),
+    Setting("grpc_server", "MLSERVE_GRPC_SERVER", "gRPC address that predict and bench query.",
+            _const("127.0.0.1:8500")),
+    Setting("runtime", "MLSERVE_RUNTIME", "Server runtime: auto, binary, docker or embedded.",
+            _const("auto")),
+    Setting("tfs_binary", "MLSERVE_TFS_BINARY", "The tensorflow_model_server executable.",
+            _const("tensorflow_model_server")),
+    Setting("docker_image", "MLSERVE_DOCKER_IMAGE", "TF Serving Docker image (no tag).",
+            _const("tensorflow/serving")),
+    Setting("docker_tag", "MLSERVE_DOCKER_TAG", "TF Serving Docker tag; GPU runs use '<tag>-gpu'.",
+            _const("2.19.1")),
+    Setting("ready_timeout", "MLSERVE_READY_TIMEOUT", "Seconds to wait for a server to be ready.",
+            _const(120.0), float),
+    Setting("timeout", "MLSERVE_TIMEOUT", "Seconds a client request may take.", _const(30.0), float),
+    Setting("debug", "MLSERVE_DEBUG", "Show tracebacks of unexpected errors (1 to enable).",
+            _const(False), bool),
+]
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in _DECLARED}
+
+
+def _convert(setting: Setting, raw: Any) -> Any:
+    if raw is None or setting.kind is str or isinstance(raw, setting.kind) and not isinstance(raw, str):
+        return raw
+    text = str(raw).strip()
+    try:
+        if setting.kind is bool:
+            if text.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if text.lower() in {"", "0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        return setting.kind(text)
+    except ValueError:
+        raise UsageError(
+            f"{setting.env}={text!r} is not a valid {setting.kind.__name__}",
+            hint=f"unset {setting.env} or give it a {setting.kind.__name__} value",
+        ) from None
+
+
+def resolve(name: str, flag: Any = None) -> Resolved:
+    """Resolve one setting: the flag if given, else its environment variable, else its default."""
+    setting = SETTINGS[name]
+    if flag is not None:
+        value, source = _convert(setting, flag), "flag"
+    elif os.environ.get(setting.env, "") != "":
+        value, source = _convert(setting, os.environ[setting.env]), "env"
+    else:
+        value, source = setting.default(get), "default"
+    return Resolved(setting.name, setting.env, value, source, setting.description)
+
+
+def get(name: str, flag: Any = None) -> Any:
+    """The value of a setting (see `resolve`)."""
+    return resolve(name, flag).value
+
+
+def resolve_all() -> list[Resolved]:
+    return [resolve(name) for name in SETTINGS]
