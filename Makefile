@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	MLSERVE_HOME=$${MLSERVE_HOME:-$(CURDIR)/out/demo} $(BIN)/python examples/demo.py
+	MLSERVE_HOME=$${MLSERVE_HOME:-$(CURDIR)/out/demo} MLSERVE=$(CURDIR)/$(BIN)/mlserve \
+		bash examples/demo.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,65 @@
+"""The CLI's single error boundary: one-line errors with hints, stable exit codes, stderr only."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mlserve import settings
+from mlserve.errors import ExitCode
+
+
+def mlserve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "mlserve", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    proc = mlserve("no-such-command")
+    assert proc.returncode == ExitCode.USAGE
+    assert "no-such-command" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_bad_environment_value_is_a_usage_error_with_hint() -> None:
+    proc = mlserve("config", env={"MLSERVE_GRPC_PORT": "eighty"})
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.startswith("Error: MLSERVE_GRPC_PORT='eighty' is not a valid int")
+    assert "Hint:" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_config_reports_value_and_source(mlserve_home: Path) -> None:
+    proc = mlserve("config", "--json", env={"MLSERVE_MODEL_NAME": "fashion"})
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["name"]: row for row in json.loads(proc.stdout)}
+    assert set(rows) == set(settings.SETTINGS)
+    assert rows["model_name"]["value"] == "fashion" and rows["model_name"]["source"] == "env"
+    assert rows["home"]["value"] == str(mlserve_home) and rows["home"]["source"] == "env"
+    assert rows["model_base_path"]["value"] == str(mlserve_home / "models" / "fashion")
+    assert rows["rest_port"] == {**rows["rest_port"], "value": 8501, "source": "default"}
+
+
+def test_flag_beats_environment_beats_default(monkeypatch) -> None:
+    monkeypatch.setenv("MLSERVE_REST_PORT", "9001")
+    assert settings.resolve("rest_port").value == 9001
+    assert settings.resolve("rest_port").source == "env"
+    assert settings.resolve("rest_port", 9002).value == 9002
+    assert settings.resolve("rest_port", 9002).source == "flag"
+    monkeypatch.delenv("MLSERVE_REST_PORT")
+    assert settings.resolve("rest_port").source == "default"
+
+
+def test_every_setting_is_documented() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for setting in settings.SETTINGS.values():
+        assert f"`{setting.env}`" in page, setting.env
+
+
+def test_every_exit_code_is_documented() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "exit-codes.md").read_text()
+    for code in ExitCode:
+        assert f"| {int(code)} | {code.name} |" in page, code
