@@ -1,0 +1,224 @@
+"""TensorFlow Serving's command line flags, parsed the way `tensorflow_model_server` reads them.
+
+The same command line starts either server, so the names and defaults follow TF Serving's
+`main.cc`/`server.h` (note: `--rest_api_port` defaults to 0, which means REST is off).
+Accepted syntaxes: `--flag=value`, `--flag value`, and for booleans `--flag`, `--flag=true|false`.
+A single leading dash works as well. Flags marked "mlserve extension" do not exist in TF Serving.
+Flags that TF Serving has but that mean nothing here (TPU, TFLite, SSL...) are accepted and ignored,
+so a command line written for TF Serving still starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from mlserve.errors import UsageError
+
+_CPUS = os.cpu_count() or 1
+
+
+@dataclass
+class ServerOptions:
+    """Every flag's value after parsing (field name = flag name)."""
+
+    # gRPC
+    port: int = 8500
+    grpc_channel_arguments: str = ""
+    grpc_max_threads: int = 4 * _CPUS
+    grpc_socket_path: str = ""
+    enable_grpc_healthcheck_service: bool = False
+    # HTTP/REST
+    rest_api_port: int = 0
+    rest_api_num_threads: int = 4 * _CPUS
+    rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
+    # models
+    model_name: str = "default"
+    model_base_path: str = ""
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
+    file_system_poll_wait_seconds: int = 1
+    allow_version_labels_for_unavailable_models: bool = False
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 0
+    saved_model_tags: str = "serve"
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
+    num_load_threads: int = 0
+    num_unload_threads: int = 0
+    flush_filesystem_caches: bool = True
+    # batching and monitoring
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    enable_per_model_batching_params: bool = False
+    monitoring_config_file: str = ""
+    # TensorFlow runtime
+    tensorflow_session_parallelism: int = 0
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    per_process_gpu_memory_fraction: float = 0.0
+    enable_serialization_as_tensor_content: bool = False
+    enable_signature_method_name_check: bool = False
+    # accepted for command-line compatibility, no effect here
+    platform_config_file: str = ""
+    tensorflow_session_config_file: str = ""
+    ssl_config_file: str = ""
+    use_alts_credentials: bool = False
+    prefer_tflite_model: bool = False
+    num_tflite_pools: int = _CPUS
+    num_tflite_interpreters_per_pool: int = 1
+    enable_profiler: bool = True
+    thread_pool_factory_config_file: str = ""
+    mixed_precision: str = ""
+    skip_initialize_tpu: bool = False
+    remove_unused_fields_from_bundle_metagraph: bool = True
+    xla_cpu_compilation_enabled: bool = False
+    xla_gpu_compilation_enabled: bool = False
+    version: bool = False
+    # mlserve extensions
+    host: str = "127.0.0.1"
+    request_log: str = ""
+    max_request_bytes: int = 64 * 1024 * 1024
+    grpc_health: bool = False
+
+    @property
+    def health_service(self) -> bool:
+        """Whether to serve grpc.health.v1 (TF Serving's flag or the mlserve spelling)."""
+        return self.enable_grpc_healthcheck_service or self.grpc_health
+
+    def channel_arguments(self) -> list[tuple[str, Any]]:
+        """`--grpc_channel_arguments` as gRPC options: "k=v,k2=v2", ints where they parse."""
+        result: list[tuple[str, Any]] = []
+        for item in filter(None, (p.strip() for p in self.grpc_channel_arguments.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
+            try:
+                result.append((key.strip(), int(value)))
+            except ValueError:
+                result.append((key.strip(), value))
+        return result
+
+
+# Help texts; every name here is a flag. Extensions are tagged so `--help` shows what is ours.
+HELP: dict[str, str] = {
+    "port": "Port to listen on for gRPC API.",
+    "grpc_channel_arguments": "Comma separated list of gRPC channel arguments, e.g. key1=val1,key2=val2.",
+    "grpc_max_threads": "Max gRPC server threads to handle gRPC messages.",
+    "grpc_socket_path": "Accepted, not supported: gRPC over a UNIX socket.",
+    "enable_grpc_healthcheck_service": "Enable the standard gRPC health checking service.",
+    "rest_api_port": "Port to listen on for HTTP/REST API. 0 disables the REST API.",
+    "rest_api_num_threads": "Number of threads for HTTP/REST API processing.",
+    "rest_api_timeout_in_ms": "Timeout for HTTP/REST API calls.",
+    "rest_api_enable_cors_support": "Enable CORS headers in REST API responses.",
+    "model_name": "Name of model (ignored if --model_config_file is set).",
+    "model_base_path": "Path to export (ignored if --model_config_file is set).",
+    "model_config_file": "Read an ascii ModelServerConfig protobuf from this file and serve its models.",
+    "model_config_file_poll_wait_seconds": "Seconds between reads of --model_config_file (0: read once).",
+    "file_system_poll_wait_seconds": "Seconds between polls of the filesystem for new model versions.",
+    "allow_version_labels_for_unavailable_models": "Allow assigning labels to versions not yet available.",
+    "enable_model_warmup": "Replay assets.extra/tf_serving_warmup_requests before serving a version.",
+    "num_request_iterations_for_warmup": "Times each warm-up request is replayed (used if > 0).",
+    "saved_model_tags": "Comma-separated tags of the meta graph to load from a SavedModel.",
+    "max_num_load_retries": "Retries of a failed version load.",
+    "load_retry_interval_micros": "Microseconds between retries of a failed load.",
+    "num_load_threads": "Accepted; versions load one at a time here.",
+    "num_unload_threads": "Accepted; versions unload one at a time here.",
+    "flush_filesystem_caches": "Accepted; no effect here.",
+    "enable_batching": "Enable server-side request batching.",
+    "batching_parameters_file": "Read an ascii BatchingParameters protobuf from this file.",
+    "enable_per_model_batching_params": "Read batching parameters from each model's folder.",
+    "monitoring_config_file": "Read an ascii MonitoringConfig protobuf (Prometheus endpoint) from this file.",
+    "tensorflow_session_parallelism": "Threads for TensorFlow ops (0: auto).",
+    "tensorflow_intra_op_parallelism": "Threads inside one TensorFlow op (0: auto).",
+    "tensorflow_inter_op_parallelism": "Threads running independent TensorFlow ops (0: auto).",
+    "per_process_gpu_memory_fraction": "Accepted; GPU memory grows as needed here.",
+    "enable_serialization_as_tensor_content": "Serialize gRPC predict outputs as tensor_content.",
+    "enable_signature_method_name_check": "Check that a signature's method name fits the API called.",
+    "platform_config_file": "Accepted, not supported.",
+    "tensorflow_session_config_file": "Accepted, not supported.",
+    "ssl_config_file": "Accepted, not supported: TLS.",
+    "use_alts_credentials": "Accepted, not supported: ALTS.",
+    "prefer_tflite_model": "Accepted, not supported: TFLite.",
+    "num_tflite_pools": "Accepted, not supported: TFLite.",
+    "num_tflite_interpreters_per_pool": "Accepted, not supported: TFLite.",
+    "enable_profiler": "Accepted; no effect here.",
+    "thread_pool_factory_config_file": "Accepted, not supported.",
+    "mixed_precision": "Accepted, not supported.",
+    "skip_initialize_tpu": "Accepted; no TPU here.",
+    "remove_unused_fields_from_bundle_metagraph": "Accepted; no effect here.",
+    "xla_cpu_compilation_enabled": "Accepted; no effect here.",
+    "xla_gpu_compilation_enabled": "Accepted; no effect here.",
+    "version": "Display version and exit.",
+    "host": "(mlserve extension) Address both APIs bind; 0.0.0.0 for every interface.",
+    "request_log": "(mlserve extension) Append one JSON line per request to this file.",
+    "max_request_bytes": "(mlserve extension) Largest REST request body accepted (larger: HTTP 413).",
+    "grpc_health": "(mlserve extension) Same as --enable_grpc_healthcheck_service.",
+}
+
+EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health"})
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
+assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _kind(name: str) -> type:
+    return type(_FIELDS[name].default)
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = _kind(name)
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise UsageError(f"invalid value for --{name}: {raw!r} (expected true or false)")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise UsageError(f"invalid value for --{name}: {raw!r} (expected {kind.__name__})") from None
+
+
+def parse_flags(argv: Sequence[str]) -> ServerOptions:
+    """Parse TF Serving style flags; an unknown flag or a stray argument raises `UsageError`."""
+    options = ServerOptions()
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if not arg.startswith("-") or arg in ("-", "--"):
+            raise UsageError(f"unknown argument: {arg!r} (flags are written --name=value)")
+        body = arg.lstrip("-")
+        name, has_value, value = body.partition("=")
+        if name not in _FIELDS:
+            raise UsageError(f"unknown command line flag '{name}'",
+                             hint="python -m mlserve.server --help lists the flags.")
+        if _kind(name) is bool:
+            setattr(options, name, _convert(name, value) if has_value else True)
+            continue
+        if not has_value:
+            if i >= len(args):
+                raise UsageError(f"flag --{name} needs a value")
+            value = args[i]
+            i += 1
+        setattr(options, name, _convert(name, value))
+    return options
+
+
+def usage(prog: str = "python -m mlserve.server") -> str:
+    """The `--help` text: every flag with its type, default and description."""
+    lines = [f"usage: {prog} --model_base_path=PATH [--model_name=NAME] [--port=8500] "
+             "[--rest_api_port=8501] ...", "Flags:"]
+    for name, text in HELP.items():
+        default = _FIELDS[name].default
+        lines.append(f"\t--{name}={str(default).lower() if isinstance(default, bool) else default}"
+                     f"\t{_kind(name).__name__}\t{text}")
+    return "\n".join(lines) + "\n"

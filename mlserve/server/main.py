@@ -1,0 +1,233 @@
+"""`python -m mlserve.server` / `mlserve-model-server`: a drop-in for `tensorflow_model_server`.
+
+`main(argv)` parses TF Serving's flags, loads the models, serves gRPC (and REST when
+`--rest_api_port` is not 0, through `mlserve.server.http.serve_rest`) and stops gracefully on
+SIGTERM/SIGINT: in-flight requests finish, then the process exits 0; a second SIGINT exits at once.
+`ModelServer` is the same thing as an object, for running the server inside another program.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, Sequence
+
+from mlserve.errors import MlserveError, UsageError
+from mlserve.server.flags import ServerOptions, parse_flags, usage
+
+log = logging.getLogger("mlserve.server")
+
+
+def _configure_tensorflow(options: ServerOptions) -> None:
+    intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
+    if intra > 0 and inter > 0 and options.tensorflow_session_parallelism > 0:
+        raise UsageError("Either configure server_options.tensorflow_session_parallelism or "
+                         "(server_options.tensorflow_intra_op_parallelism, "
+                         "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all.")
+    if options.tensorflow_session_parallelism > 0 and not (intra or inter):
+        intra = inter = options.tensorflow_session_parallelism
+    if not (intra or inter):
+        return
+    import tensorflow as tf
+
+    try:
+        if intra:
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+        if inter:
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError as e:  # TF already initialised (an in-process server after other TF work)
+        log.warning("TensorFlow thread pools already set up; parallelism flags ignored: %s", e)
+
+
+def _check(options: ServerOptions) -> None:
+    if options.batching_parameters_file and not options.enable_batching:
+        raise UsageError("server_options.batching_parameters_file is set without setting "
+                         "server_options.enable_batching to true.")
+    if not options.model_base_path and not options.model_config_file:
+        raise UsageError("Both server_options.model_base_path and server_options.model_config_file are empty!",
+                         hint="pass --model_base_path=/path/to/model (the folder holding 1/, 2/, ...)")
+    if options.grpc_socket_path:
+        raise UsageError("--grpc_socket_path is not supported by mlserve's embedded server")
+    for flag in ("ssl_config_file", "platform_config_file", "use_alts_credentials", "prefer_tflite_model"):
+        if getattr(options, flag):
+            log.warning("--%s is accepted for compatibility and ignored by mlserve's embedded server", flag)
+
+
+class ModelServer:
+    """Manager + gRPC + optional REST, started and stopped as one."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.manager: Any = None
+        self.grpc: Any = None
+        self.rest: Any = None
+        self.request_log: Any = None
+        self.batcher: Any = None
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self.grpc.port if self.grpc else None
+
+    def start(self) -> None:
+        """Load the models, then open the ports. Raises MlserveError/OSError when it cannot."""
+        from mlserve.server.config import build_config
+        from mlserve.server.grpc_service import GrpcServer
+        from mlserve.server.manager import ModelManager
+        from mlserve.server.requestlog import RequestLog
+
+        options = self.options
+        _check(options)
+        if options.model_config_file:
+            log.info("Loading models from config file %s", options.model_config_file)
+        else:
+            log.info("Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
+                     options.model_name, options.model_base_path)
+        models = build_config(options)
+        _configure_tensorflow(options)
+        if options.enable_batching:
+            from mlserve.server.batching import Batcher, BatchingOptions
+
+            # one batcher for gRPC and REST, as TF Serving shares its batching session
+            self.batcher = Batcher(BatchingOptions.from_file(options.batching_parameters_file or None))
+        self.request_log = RequestLog(options.request_log or None)
+        self.manager = ModelManager(
+            models, poll_seconds=options.file_system_poll_wait_seconds,
+            enable_warmup=options.enable_model_warmup,
+            warmup_iterations=options.num_request_iterations_for_warmup,
+            tags=[t.strip() for t in options.saved_model_tags.split(",") if t.strip()] or ["serve"],
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+            config_file=options.model_config_file or None,
+            config_poll_seconds=options.model_config_file_poll_wait_seconds)
+        self.manager.start()
+        self.grpc = GrpcServer(self.manager, options, self.request_log, self.batcher)
+        self.grpc.start()
+        if options.rest_api_port:
+            if options.rest_api_port == options.port:
+                log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
+                          "port for HTTP/REST API. Skipped exporting HTTP/REST API.")
+            else:
+                self._start_rest()
+
+    def _start_rest(self) -> None:
+        try:
+            from mlserve.server import http
+        except ImportError as e:
+            log.error("HTTP/REST API unavailable (%s); serving gRPC only", e)
+            return
+        import inspect
+
+        params = inspect.signature(http.serve_rest).parameters
+        kwargs = {k: v for k, v in (("request_log", self.request_log), ("batcher", self.batcher))
+                  if k in params}
+        # serve_rest starts the REST server in the background and returns a handle with stop().
+        try:
+            self.rest = http.serve_rest(self.manager, self.options, **kwargs)
+        except Exception as e:  # TF Serving too keeps serving gRPC when its HTTP server fails
+            log.error("Failed to start HTTP Server at %s:%d: %s", self.options.host,
+                      self.options.rest_api_port, e)
+            return
+        log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.host, self.options.rest_api_port)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Drain and close REST and gRPC, then unload the models."""
+        if self.rest is not None:
+            for name in ("stop", "close", "shutdown"):
+                fn = getattr(self.rest, name, None)
+                if callable(fn):
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("stopping the REST server failed")
+                    break
+            self.rest = None
+        if self.grpc is not None:
+            self.grpc.stop(grace)
+        if self.batcher is not None:
+            self.batcher.close()
+            self.batcher = None
+        if self.manager is not None:
+            self.manager.stop()
+        if self.request_log is not None:
+            self.request_log.close()
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger("mlserve")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
+                                               "%Y-%m-%d %H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(os.environ.get("MLSERVE_SERVER_LOG_LEVEL", "INFO").upper())
+
+
+def _version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("mlserve")
+    except PackageNotFoundError:  # pragma: no cover
+        ours = "unknown"
+    import tensorflow as tf
+
+    return f"TensorFlow ModelServer: mlserve-{ours} (embedded)\nTensorFlow Library: {tf.__version__}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit status (2: bad flags, 3: start failed)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("--help", "-help", "-h", "--helpfull") for a in args):
+        sys.stdout.write(usage())
+        return 0
+    try:
+        options = parse_flags(args)
+    except UsageError as e:
+        sys.stderr.write(f"ERROR: {e.message}\n")
+        if e.hint:
+            sys.stderr.write(f"Hint: {e.hint}\n")
+        return 2
+    if options.version:
+        sys.stdout.write(_version_text())
+        return 0
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    _setup_logging()
+
+    stopping = threading.Event()
+    signals_seen = {"count": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals_seen["count"] += 1
+        if signals_seen["count"] > 1 and signum == signal.SIGINT:
+            sys.stderr.write("Second interrupt: exiting now.\n")
+            os._exit(130)
+        log.info("Received %s; shutting down (in-flight requests finish first)...",
+                 signal.Signals(signum).name)
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    server = ModelServer(options)
+    try:
+        try:
+            server.start()
+        except MlserveError as e:
+            sys.stderr.write(f"Failed to start server. Error: {e.message}\n")
+            server.stop(0)
+            return e.exit_code if e.exit_code != 1 else 3
+        except OSError as e:
+            sys.stderr.write(f"Failed to start server. Error: {e}\n")
+            server.stop(0)
+            return 3
+        while not stopping.wait(1.0):
+            pass
+        server.stop(grace=5.0)
+        log.info("Server stopped.")
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

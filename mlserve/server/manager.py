@@ -1,0 +1,390 @@
+"""Which model versions are loaded, kept in step with the filesystem and the model config.
+
+Each configured model's `base_path` holds integer-named version folders. A background thread
+rescans them every `poll_seconds` (TF Serving's `--file_system_poll_wait_seconds`; 0 scans only
+at start) and applies the version policy with TF Serving's availability-preserving order: a new
+version is loaded and warmed up *before* the versions it replaces are unloaded, a version that
+fails to load ends with its error in `status()` and never replaces a good one, and a model whose
+folder vanishes keeps serving what it has. `start()` does the first scan synchronously, like
+tensorflow_model_server, which only opens its ports once the initial versions are loaded.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from mlserve.server import config as config_mod
+from mlserve.server.config import ModelConfig
+from mlserve.server.errors import ServingError
+from mlserve.server.servable import Servable
+
+log = logging.getLogger("mlserve.server")
+
+STATES = ("START", "LOADING", "AVAILABLE", "UNLOADING", "END")
+
+
+@dataclass
+class VersionStatus:
+    version: int
+    state: str  # START | LOADING | AVAILABLE | UNLOADING | END
+    error_code: str = "OK"
+    error_message: str = ""
+
+
+@dataclass
+class _Version:
+    version: int
+    path: Path
+    state: str = "START"
+    error_code: str = "OK"
+    error_message: str = ""
+    servable: Servable | None = None
+    fingerprint: tuple = ()  # of saved_model.pb at the last load attempt
+
+    def status(self) -> VersionStatus:
+        return VersionStatus(self.version, self.state, self.error_code, self.error_message)
+
+
+@dataclass
+class _Model:
+    config: ModelConfig
+    configured: bool = True
+    versions: dict[int, _Version] = field(default_factory=dict)
+    warned_empty: bool = False
+
+
+def _sid(name: str, version: int) -> str:
+    return f"{{name: {name} version: {version}}}"
+
+
+def scan_versions(base_path: str | Path) -> dict[int, Path]:
+    """Integer-named folders holding a saved_model.pb; other names (.tmp-3-x, logs) are ignored."""
+    found: dict[int, Path] = {}
+    try:
+        entries = list(Path(base_path).iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        name = entry.name
+        if not name.isdigit():
+            continue
+        try:
+            if entry.is_dir() and (entry / "saved_model.pb").is_file():
+                found[int(name)] = entry
+        except OSError:
+            continue
+    return found
+
+
+def _fingerprint(path: Path) -> tuple:
+    try:
+        st = (path / "saved_model.pb").stat()
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return ()
+
+
+def _as_models(config: Any) -> list[ModelConfig]:
+    if hasattr(config, "WhichOneof"):
+        return config_mod.from_proto(config)
+    return list(config)
+
+
+class ModelManager:
+    """Loads, swaps and unloads model versions; answers `get` and `status` for the APIs."""
+
+    def __init__(self, config: Any, *, poll_seconds: float = 1.0, enable_warmup: bool = True,
+                 warmup_iterations: int = 0, tags: Sequence[str] = ("serve",),
+                 allow_version_labels_for_unavailable_models: bool = False,
+                 config_file: str | None = None, config_poll_seconds: float = 0) -> None:
+        self.poll_seconds = poll_seconds
+        self.enable_warmup = enable_warmup
+        self.warmup_iterations = warmup_iterations
+        self.tags = tuple(tags)
+        self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
+        self.config_file = config_file
+        self.config_poll_seconds = config_poll_seconds
+        self._models: dict[str, _Model] = {}
+        self._labels: dict[str, dict[str, int]] = {}
+        # name -> {version: Servable}; replaced whole on every change so `get` needs no lock.
+        self._serving: dict[str, dict[int, Servable]] = {}
+        self._state_lock = threading.RLock()
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listeners: list[Callable[[str, VersionStatus], None]] = []
+        self._config_text: str | None = None
+        self._set_config(_as_models(config))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the initial versions (synchronously), then start polling in the background."""
+        self.sync()
+        self._apply_labels(strict=False)
+        if self.poll_seconds > 0:
+            self._spawn(self._poll_loop, "mlserve-fs-poll")
+        if self.config_file and self.config_poll_seconds > 0:
+            try:
+                self._config_text = Path(self.config_file).read_text()
+            except OSError:
+                self._config_text = None
+            self._spawn(self._config_loop, "mlserve-config-poll")
+
+    def stop(self) -> None:
+        """Stop polling and unload every version."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        self._threads.clear()
+        with self._sync_lock:
+            for model in list(self._models.values()):
+                for v in list(model.versions.values()):
+                    if v.state == "AVAILABLE":
+                        self._unload(model, v)
+
+    def add_listener(self, callback: Callable[[str, VersionStatus], None]) -> None:
+        """Call `callback(model_name, status)` on every version state change (from any thread)."""
+        self._listeners.append(callback)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        with self._state_lock:
+            return [n for n, m in self._models.items() if m.configured]
+
+    def model_config(self, model_name: str) -> ModelConfig | None:
+        m = self._models.get(model_name)
+        return m.config if m and m.configured else None
+
+    def resolve_label(self, model_name: str, label: str) -> int:
+        version = self._labels.get(model_name, {}).get(label)
+        if version is None:
+            raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+        return version
+
+    def get(self, model_name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request should use: latest available, a version, or a labelled version."""
+        if label:
+            version = self.resolve_label(model_name, label)
+        versions = self._serving.get(model_name)
+        if version is None:
+            if versions:
+                return versions[max(versions)]
+            raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({model_name})")
+        servable = versions.get(int(version)) if versions else None
+        if servable is None:
+            raise ServingError("NOT_FOUND",
+                               f"Servable not found for request: Specific({model_name}, {version})")
+        return servable
+
+    def status(self, model_name: str, version: int | None = None,
+               label: str | None = None) -> list[VersionStatus]:
+        """Every known version's state (newest first), or one version's; NOT_FOUND like TF Serving."""
+        if label:
+            version = self.resolve_label(model_name, label)
+        with self._state_lock:
+            model = self._models.get(model_name)
+            known = dict(model.versions) if model else {}
+            if version is not None:
+                v = known.get(int(version))
+                if v is None:
+                    raise ServingError("NOT_FOUND", f"Could not find version {version} of model {model_name}")
+                return [v.status()]
+            if not known:
+                raise ServingError("NOT_FOUND", f"Could not find any versions of model {model_name}")
+            return [known[k].status() for k in sorted(known, reverse=True)]
+
+    def all_available(self) -> bool:
+        """Ready: every configured model has at least one AVAILABLE version."""
+        names = self.model_names()
+        return bool(names) and all(self._serving.get(n) for n in names)
+
+    # -- config -------------------------------------------------------------------------------
+
+    def reload_config(self, config: Any) -> None:
+        """Serve exactly the models of `config` (HandleReloadConfigRequest): load new models,
+        unload dropped ones, apply version labels. Raises ServingError on a bad config."""
+        models = _as_models(config)
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ServingError("INVALID_ARGUMENT", f"Illegal to list model {dup} multiple times in config list")
+        for m in models:
+            old = self._models.get(m.name)
+            if old and old.configured and old.config.model_platform != m.model_platform:
+                raise ServingError("INVALID_ARGUMENT",
+                                   f"Illegal to change a model's platform. For model {m.name} platform was "
+                                   f"{old.config.model_platform} and new platform requested is {m.model_platform}")
+        log.info("Adding/updating models.")
+        with self._sync_lock:
+            self._set_config(models)
+        self.sync()
+        self._apply_labels(strict=True)
+        log.info("Finished adding/updating models")
+
+    def _set_config(self, models: list[ModelConfig]) -> None:
+        with self._state_lock:
+            wanted = {m.name: m for m in models}
+            for name, model in self._models.items():
+                if name not in wanted:
+                    model.configured = False
+            for name, cfg in wanted.items():
+                if name in self._models:
+                    self._models[name].config = cfg
+                    self._models[name].configured = True
+                    self._models[name].warned_empty = False
+                else:
+                    self._models[name] = _Model(cfg)
+
+    def _apply_labels(self, *, strict: bool) -> None:
+        labels: dict[str, dict[str, int]] = {}
+        problems: list[str] = []
+        for name in self.model_names():
+            cfg = self._models[name].config
+            if not cfg.version_labels:
+                continue
+            available = self._serving.get(name, {})
+            for label, version in cfg.version_labels.items():
+                current = self._labels.get(name, {}).get(label)
+                if version not in available and not (self.allow_unavailable_labels and current in (None, version)):
+                    problems.append(f"Request to assign label to version {version} of model {name}, "
+                                    "which is not currently available for inference")
+            labels[name] = dict(cfg.version_labels)
+        if problems:
+            if strict:
+                raise ServingError("FAILED_PRECONDITION", problems[0])
+            for p in problems:
+                log.error("%s", p)
+        self._labels = labels
+
+    # -- the sync loop ------------------------------------------------------------------------
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.sync()
+            except Exception:  # the poller must outlive any one bad scan
+                log.exception("filesystem poll failed")
+
+    def _config_loop(self) -> None:
+        while not self._stop.wait(self.config_poll_seconds):
+            try:
+                text = Path(self.config_file).read_text()  # type: ignore[arg-type]
+                if text == self._config_text:
+                    continue
+                models = config_mod.parse_text(text, str(self.config_file))
+                self._config_text = text
+                self.reload_config(models)
+            except Exception as e:
+                log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e)
+                self._config_text = text if "text" in locals() else self._config_text
+
+    def sync(self) -> None:
+        """One pass: scan every model's folder, load what the policy wants, unload what it drops."""
+        with self._sync_lock:
+            for model in list(self._models.values()):
+                if self._stop.is_set():
+                    return
+                if model.configured:
+                    self._sync_model(model)
+                else:
+                    for v in list(model.versions.values()):
+                        if v.state == "AVAILABLE":
+                            self._unload(model, v)
+
+    def _sync_model(self, model: _Model) -> None:
+        cfg = model.config
+        on_disk = scan_versions(cfg.base_path)
+        if not on_disk:
+            if not model.warned_empty:
+                log.warning("No versions of servable %s found under base path %s. Did you forget to name "
+                            "your leaf directory as a number (eg. '/1/')?", cfg.name, cfg.base_path)
+                model.warned_empty = True
+            return  # keep serving whatever is loaded: a vanished folder must not take the model down
+        model.warned_empty = False
+        aspired = cfg.version_policy.select(on_disk)
+        for version in sorted(aspired, reverse=True):
+            if self._stop.is_set():
+                return
+            current = model.versions.get(version)
+            if current and current.state == "AVAILABLE":
+                continue
+            fp = _fingerprint(on_disk[version])
+            if current and current.state == "END" and current.error_code != "OK" and current.fingerprint == fp:
+                continue  # failed before and unchanged since: do not retry in a loop
+            self._load(model, version, on_disk[version], fp)
+        aspired_up = [v for v in aspired if v in model.versions and model.versions[v].state == "AVAILABLE"]
+        if not aspired_up:
+            return  # availability first: keep the old versions until a wanted one is up
+        for v in list(model.versions.values()):
+            if v.state == "AVAILABLE" and v.version not in aspired:
+                self._unload(model, v)
+
+    def _set_state(self, model: _Model, v: _Version, state: str, code: str = "OK", message: str = "") -> None:
+        with self._state_lock:
+            v.state, v.error_code, v.error_message = state, code, message
+            model.versions[v.version] = v
+            serving = {k: x.servable for k, x in model.versions.items()
+                       if x.state == "AVAILABLE" and x.servable is not None}
+            new = dict(self._serving)
+            if serving and model.configured:
+                new[model.config.name] = serving
+            else:
+                new.pop(model.config.name, None)
+            self._serving = new
+        status = v.status()
+        for cb in list(self._listeners):
+            try:
+                cb(model.config.name, status)
+            except Exception:
+                log.exception("manager listener failed")
+
+    def _load(self, model: _Model, version: int, path: Path, fp: tuple) -> None:
+        name = model.config.name
+        v = _Version(version, path, fingerprint=fp)
+        self._set_state(model, v, "START")
+        log.info("Approving load for servable version %s", _sid(name, version))
+        self._set_state(model, v, "LOADING")
+        log.info("Loading servable version %s", _sid(name, version))
+        started = time.perf_counter()
+        try:
+            servable = Servable.load(name, version, path, tags=self.tags)
+            if self.enable_warmup:
+                t0 = time.perf_counter()
+                n = servable.warmup(self.warmup_iterations or 1)
+                if n:
+                    log.info("Finished reading warmup data for model at %s. Number of warmup records read: "
+                             "%d. Elapsed time (microseconds): %d.", path / "assets.extra" /
+                             "tf_serving_warmup_requests", n, (time.perf_counter() - t0) * 1e6)
+        except ServingError as e:
+            log.error("Loading servable: %s failed: %s", _sid(name, version), e.message)
+            self._set_state(model, v, "END", e.code if e.code != "OK" else "UNKNOWN", e.message)
+            return
+        except Exception as e:  # any load failure is reported in status, never fatal
+            msg = f"{type(e).__name__}: {e}".strip()
+            log.error("Loading servable: %s failed: %s", _sid(name, version), msg)
+            self._set_state(model, v, "END", "UNKNOWN" if not isinstance(e, (OSError, ValueError))
+                            else "NOT_FOUND" if isinstance(e, FileNotFoundError) else "INVALID_ARGUMENT", msg)
+            return
+        v.servable = servable
+        self._set_state(model, v, "AVAILABLE")
+        log.info("Successfully loaded servable version %s (%.2fs)", _sid(name, version),
+                 time.perf_counter() - started)
+
+    def _unload(self, model: _Model, v: _Version) -> None:
+        name = model.config.name
+        log.info("Unloading servable version %s", _sid(name, v.version))
+        self._set_state(model, v, "UNLOADING")
+        v.servable = None  # in-flight requests keep their own reference until they finish
+        self._set_state(model, v, "END")
+        log.info("Done unloading servable version %s", _sid(name, v.version))

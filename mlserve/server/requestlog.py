@@ -1,0 +1,39 @@
+"""`--request_log` (mlserve extension): one JSON object per request, appended to a file."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class RequestLog:
+    """Thread-safe JSON-lines writer; a `RequestLog(None)` accepts and drops every record."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._lock = threading.Lock()
+        self._file = None
+        if path:
+            p = Path(path).expanduser()
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(p, "a", buffering=1, encoding="utf-8")  # line-buffered: tail -f works
+
+    @property
+    def enabled(self) -> bool:
+        return self._file is not None
+
+    def write(self, **record: Any) -> None:
+        """Append `record` (plus a `time` field) as one line."""
+        if self._file is None:
+            return
+        line = json.dumps({"time": round(time.time(), 6), **record}, default=str)
+        with self._lock:
+            if self._file is not None:
+                self._file.write(line + "\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

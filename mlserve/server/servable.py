@@ -1,0 +1,407 @@
+"""One loaded model version: its signatures, input checks, and the calls TF Serving's APIs make.
+
+A `Servable` wraps a SavedModel loaded with `tf.saved_model.load`. Signature facts (keys, graph
+tensor names, dtypes, shapes, method names) come from the SignatureDefs in `saved_model.pb`, the
+same ones TF Serving reports in its metadata; requests run the signature's concrete function
+directly (never Keras `predict`). Every input is checked against the signature before TensorFlow
+sees it: some kernels (oneDNN Conv2D) abort the whole process on a wrong rank instead of raising.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from mlserve.server import tensors
+from mlserve.server.errors import ServingError
+
+log = logging.getLogger("mlserve.server")
+
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
+
+# tf.errors codes are gRPC's numbering.
+_CODE_NAMES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+               "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+               "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+               "UNAUTHENTICATED"]
+
+
+@dataclass
+class TensorSpec:
+    key: str  # the signature's alias, e.g. "Conv1_input"
+    name: str  # the graph tensor, e.g. "serving_default_Conv1_input:0"
+    dtype: np.dtype  # object for DT_STRING
+    dtype_enum: int
+    shape: tuple[int | None, ...] | None  # None: unknown rank; None in a dim: any size
+
+
+@dataclass
+class SignatureInfo:
+    name: str
+    method_name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+
+def _spec(key: str, info: Any) -> TensorSpec:
+    shape = None if info.tensor_shape.unknown_rank else tuple(
+        None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+    dtype = tensors.NUMPY_OF_ENUM.get(info.dtype)
+    if dtype is None:
+        import tensorflow as tf
+
+        dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
+    return TensorSpec(key=key, name=info.name, dtype=dtype, dtype_enum=info.dtype, shape=shape)
+
+
+def _fmt_shape(shape: Iterable[int | None] | None) -> str:
+    if shape is None:
+        return "<unknown rank>"
+    return "[" + ",".join("-1" if d is None else str(d) for d in shape) + "]"
+
+
+def read_meta_graph(path: Path, tags: Sequence[str]) -> Any:
+    """The MetaGraphDef in `path/saved_model.pb` whose tag set is `tags`."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = path / "saved_model.pb"
+    if not pb.is_file():
+        raise FileNotFoundError(f"SavedModel not found: no saved_model.pb in {path}")
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(pb.read_bytes())
+    wanted = set(tags)
+    for mg in saved.meta_graphs:
+        if set(mg.meta_info_def.tags) == wanted:
+            return mg
+    raise ValueError("Could not find meta graph def matching supplied tags: { "
+                     + " ".join(sorted(wanted)) + " }. To inspect available tag-sets in the "
+                     "SavedModel, please use the SavedModel CLI: `saved_model_cli`")
+
+
+def _tf_error(e: Exception) -> ServingError:
+    code = getattr(e, "error_code", 2)
+    name = _CODE_NAMES[code] if 0 < code < len(_CODE_NAMES) else "UNKNOWN"
+    return ServingError(name, getattr(e, "message", None) or str(e))
+
+
+class Servable:
+    """A loaded SavedModel version. `run` is synchronous and safe to call from many threads."""
+
+    def __init__(self, name: str, version: int, path: Path, meta_graph: Any, loaded: Any) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        self._meta_graph = meta_graph
+        self._loaded = loaded
+        self._functions: dict[str, Any] = dict(loaded.signatures)
+        self.signatures: dict[str, SignatureInfo] = {}
+        for key, sd in meta_graph.signature_def.items():
+            if key not in self._functions:
+                continue  # e.g. __saved_model_init_op: metadata only, not callable
+            self.signatures[key] = SignatureInfo(
+                name=key, method_name=sd.method_name,
+                inputs={k: _spec(k, v) for k, v in sd.inputs.items()},
+                outputs={k: _spec(k, v) for k, v in sd.outputs.items()})
+
+    @classmethod
+    def load(cls, name: str, version: int, path: str | Path, *, tags: Sequence[str] = ("serve",)) -> "Servable":
+        """Load `path` (one version folder). Raises whatever reading or loading raises."""
+        import tensorflow as tf
+
+        p = Path(path)
+        meta_graph = read_meta_graph(p, tags)
+        loaded = tf.saved_model.load(str(p), tags=list(tags))
+        return cls(name, version, p, meta_graph, loaded)
+
+    def __repr__(self) -> str:
+        return f"<Servable {self.name} version {self.version} at {self.path}>"
+
+    # -- signatures ---------------------------------------------------------------------------
+
+    def signature(self, name: str | None, api: str = "predict") -> SignatureInfo:
+        """The signature `name` ("" or None: serving_default); TF Serving's error when missing."""
+        key = name or DEFAULT_SIGNATURE
+        sig = self.signatures.get(key)
+        if sig is None:
+            if api == "predict":
+                raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
+            raise ServingError("INVALID_ARGUMENT", f"No signature was found with the name: {key}")
+        return sig
+
+    def signature_def_map(self) -> Any:
+        """A `SignatureDefMap` proto of every signature (what GetModelMetadata returns)."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        out = get_model_metadata_pb2.SignatureDefMap()
+        for key, sd in self._meta_graph.signature_def.items():
+            out.signature_def[key].CopyFrom(sd)
+        return out
+
+    def metadata_response(self, fields: Sequence[str] = ("signature_def",)) -> Any:
+        """A `GetModelMetadataResponse` for this version."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        resp = get_model_metadata_pb2.GetModelMetadataResponse()
+        resp.model_spec.name = self.name
+        resp.model_spec.version.value = self.version
+        for f in fields:
+            if f != "signature_def":
+                raise ServingError("INVALID_ARGUMENT", f"Metadata field {f} is not supported")
+            resp.metadata["signature_def"].Pack(self.signature_def_map())
+        return resp
+
+    # -- predict ------------------------------------------------------------------------------
+
+    def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Check names, dtypes and shapes against `sig`; numeric values are cast to its dtype."""
+        if inputs.keys() != sig.inputs.keys():
+            sent, wanted = set(inputs), set(sig.inputs)
+            if len(sent) != len(wanted):
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                    f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
+                    f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+                    f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
+            bad = sorted(sent - wanted)[0]
+            raise ServingError("INVALID_ARGUMENT",
+                               f"input tensor alias not found in signature: {bad}. Inputs expected to "
+                               f"be in the set {{{','.join(sorted(wanted))}}}.")
+        out: dict[str, np.ndarray] = {}
+        for key, spec in sig.inputs.items():
+            arr = np.asarray(inputs[key])
+            if spec.dtype.kind == "O":
+                if arr.dtype.kind not in "OSU":
+                    raise ServingError("INVALID_ARGUMENT",
+                                       f'Input "{key}": expected DT_STRING, got {arr.dtype} values')
+            elif arr.dtype != spec.dtype:
+                if arr.dtype.kind in "OSU" or not np.can_cast(arr.dtype, spec.dtype, "same_kind"):
+                    raise ServingError(
+                        "INVALID_ARGUMENT",
+                        f'Input "{key}": expected {tensors.dtype_name(spec.dtype_enum)} '
+                        f"({spec.dtype}), got {arr.dtype} values that cannot be converted")
+                arr = arr.astype(spec.dtype)
+            if spec.shape is not None:
+                ok = arr.ndim == len(spec.shape) and all(
+                    want is None or want == got for want, got in zip(spec.shape, arr.shape))
+                if not ok:
+                    raise ServingError(
+                        "INVALID_ARGUMENT",
+                        f'Input "{key}" has shape {_fmt_shape(arr.shape)} but signature '
+                        f'"{sig.name}" expects {_fmt_shape(spec.shape)}')
+            out[key] = arr
+        return out
+
+    @staticmethod
+    def _check_filter(sig: SignatureInfo, output_filter: Sequence[str] | None) -> None:
+        seen: set[str] = set()
+        for alias in output_filter or ():
+            if alias not in sig.outputs:
+                raise ServingError(
+                    "INVALID_ARGUMENT",
+                    f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                    f"in the set {{{','.join(sorted(sig.outputs))}}}.")
+            if alias in seen:
+                raise ServingError("INVALID_ARGUMENT", f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+
+    def run(self, signature_name: str | None, inputs: dict[str, Any],
+            output_filter: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Validate `inputs`, run the signature, return its outputs (only `output_filter` if given)."""
+        sig = self.signature(signature_name)
+        self._check_filter(sig, output_filter)
+        checked = self.validate(sig, inputs)
+        fn = self._functions[sig.name]
+        try:
+            result = fn(**checked)
+        except Exception as e:  # TF raises OpError subclasses carrying a gRPC code
+            raise _tf_error(e) from e
+        if not isinstance(result, dict):
+            result = {next(iter(sig.outputs)): result}
+        keys = output_filter or list(result)
+        return {k: result[k].numpy() for k in keys}
+
+    def predict(self, request: Any, *, tensor_content: bool = False, batcher: Any = None,
+                timeout: float | None = None) -> Any:
+        """Answer a `PredictRequest` proto with a `PredictResponse` proto; through `batcher`
+        (a `mlserve.server.batching.Batcher`) when given, waiting at most `timeout` seconds."""
+        from tensorflow_serving.apis import predict_pb2
+
+        sig = self.signature(request.model_spec.signature_name)
+        inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
+        output_filter = list(request.output_filter) or None
+        if batcher is None:
+            outputs = self.run(sig.name, inputs, output_filter)
+        else:
+            self._check_filter(sig, output_filter)
+            import concurrent.futures
+
+            try:
+                outputs = batcher.run(self, sig.name, inputs, timeout=timeout)
+            except concurrent.futures.TimeoutError:
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+            if output_filter:
+                outputs = {k: outputs[k] for k in output_filter}
+        resp = predict_pb2.PredictResponse()
+        self._fill_spec(resp.model_spec, sig.name)
+        for key, value in outputs.items():
+            tensors.to_proto(value, as_content=tensor_content, out=resp.outputs[key])
+        return resp
+
+    def _fill_spec(self, spec: Any, signature_name: str) -> None:
+        spec.name = self.name
+        spec.version.value = self.version
+        spec.signature_name = signature_name
+
+    # -- classify / regress / multi-inference (tf.Example input) ------------------------------
+
+    @staticmethod
+    def _examples(request_input: Any) -> np.ndarray:
+        kind = request_input.WhichOneof("kind")
+        if kind == "example_list":
+            blobs = [e.SerializeToString() for e in request_input.example_list.examples]
+        elif kind == "example_list_with_context":
+            ctx = request_input.example_list_with_context.context
+            blobs = []
+            for e in request_input.example_list_with_context.examples:
+                merged = type(ctx)()
+                merged.CopyFrom(ctx)
+                merged.MergeFrom(e)
+                blobs.append(merged.SerializeToString())
+        else:
+            blobs = []
+        if not blobs:
+            raise ServingError("INVALID_ARGUMENT", "Input is empty.")
+        out = np.empty(len(blobs), dtype=object)
+        out[:] = blobs
+        return out
+
+    def _run_examples(self, sig: SignatureInfo, examples: np.ndarray, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+        if len(sig.inputs) != 1:
+            raise ServingError("INVALID_ARGUMENT", "Expected one input Tensor.")
+        if "inputs" not in sig.inputs:
+            raise ServingError("INVALID_ARGUMENT", f"No inputs found in signature {sig.name}: expected \"inputs\"")
+        outputs = [k for k in wanted if k in sig.outputs]
+        return self.run(sig.name, {"inputs": examples}, outputs)
+
+    def _classify(self, sig: SignatureInfo, examples: np.ndarray, result: Any) -> None:
+        if len(sig.outputs) not in (1, 2):
+            raise ServingError("INVALID_ARGUMENT", f"Expected one or two output Tensors, found {len(sig.outputs)}")
+        if "classes" not in sig.outputs and "scores" not in sig.outputs:
+            raise ServingError("INVALID_ARGUMENT", 'Expected classification signature outputs to contain '
+                               'at least one of "classes" or "scores".')
+        out = self._run_examples(sig, examples, ("classes", "scores"))
+        classes, scores = out.get("classes"), out.get("scores")
+        n = len(examples)
+        for name, t in (("classes", classes), ("scores", scores)):
+            if t is not None and (t.ndim != 2 or t.shape[0] != n):
+                raise ServingError("INVALID_ARGUMENT", f"Expected Tensor shape: [batch_size num_classes] "
+                                   f"but got {list(t.shape)} for {name}")
+        num_classes = (classes if classes is not None else scores).shape[1]
+        for i in range(n):
+            c = result.classifications.add()
+            for j in range(num_classes):
+                cls = c.classes.add()
+                if classes is not None:
+                    v = classes[i, j]
+                    cls.label = v.decode() if isinstance(v, bytes) else str(v)
+                if scores is not None:
+                    cls.score = float(scores[i, j])
+
+    def _regress(self, sig: SignatureInfo, examples: np.ndarray, result: Any) -> None:
+        if len(sig.outputs) != 1 or "outputs" not in sig.outputs:
+            raise ServingError("INVALID_ARGUMENT", "Expected one output Tensor named \"outputs\".")
+        out = self._run_examples(sig, examples, ("outputs",))["outputs"]
+        n = len(examples)
+        if not (out.shape == (n,) or out.shape == (n, 1)):
+            raise ServingError("INVALID_ARGUMENT", "Expected output Tensor shape to be either [batch_size] or "
+                               f"[batch_size, 1] but got {list(out.shape)}")
+        for v in out.reshape(n):
+            result.regressions.add().value = float(v)
+
+    def classify(self, request: Any) -> Any:
+        """Answer a `ClassificationRequest` (signature with input "inputs", outputs classes/scores)."""
+        from tensorflow_serving.apis import classification_pb2
+
+        sig = self.signature(request.model_spec.signature_name, api="classify")
+        resp = classification_pb2.ClassificationResponse()
+        self._fill_spec(resp.model_spec, sig.name)
+        self._classify(sig, self._examples(request.input), resp.result)
+        return resp
+
+    def regress(self, request: Any) -> Any:
+        """Answer a `RegressionRequest` (signature with input "inputs", output "outputs")."""
+        from tensorflow_serving.apis import regression_pb2
+
+        sig = self.signature(request.model_spec.signature_name, api="regress")
+        resp = regression_pb2.RegressionResponse()
+        self._fill_spec(resp.model_spec, sig.name)
+        self._regress(sig, self._examples(request.input), resp.result)
+        return resp
+
+    def multi_inference(self, request: Any) -> Any:
+        """Answer a `MultiInferenceRequest`: several classify/regress signatures on one input."""
+        from tensorflow_serving.apis import inference_pb2
+
+        if not request.tasks:
+            raise ServingError("INVALID_ARGUMENT", "Tasks is empty.")
+        seen: set[str] = set()
+        for task in request.tasks:
+            if task.model_spec.name != request.tasks[0].model_spec.name:
+                raise ServingError("INVALID_ARGUMENT",
+                                   "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            key = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if key in seen:
+                raise ServingError("INVALID_ARGUMENT", f"Duplicate evaluation of signature: {key}")
+            seen.add(key)
+            if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+                raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
+        examples = self._examples(request.input)
+        resp = inference_pb2.MultiInferenceResponse()
+        for task in request.tasks:
+            sig = self.signature(task.model_spec.signature_name, api=task.method_name)
+            res = resp.results.add()
+            self._fill_spec(res.model_spec, sig.name)
+            if task.method_name == CLASSIFY_METHOD:
+                self._classify(sig, examples, res.classification_result)
+            else:
+                self._regress(sig, examples, res.regression_result)
+        return resp
+
+    # -- warm-up ------------------------------------------------------------------------------
+
+    def warmup(self, iterations: int = 1) -> int:
+        """Replay `assets.extra/tf_serving_warmup_requests` (PredictionLog TFRecords); returns count."""
+        path = self.path / WARMUP_FILE
+        if not path.is_file():
+            return 0
+        import tensorflow as tf
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        count = 0
+        for i, record in enumerate(tf.data.TFRecordDataset(str(path)).as_numpy_iterator()):
+            if i >= MAX_WARMUP_RECORDS:
+                break
+            entry = prediction_log_pb2.PredictionLog.FromString(record)
+            kind = entry.WhichOneof("log_type")
+            for _ in range(max(iterations, 1)):
+                if kind == "predict_log":
+                    self.predict(entry.predict_log.request)
+                elif kind == "classify_log":
+                    self.classify(entry.classify_log.request)
+                elif kind == "regress_log":
+                    self.regress(entry.regress_log.request)
+                elif kind == "multi_inference_log":
+                    self.multi_inference(entry.multi_inference_log.request)
+                else:
+                    raise ValueError(f"Unsupported log_type for warmup: {kind}")
+            count += 1
+        return count
