@@ -1,0 +1,168 @@
+"""`mlserve bench`: bounded load against a model server; latency percentiles, throughput and cost."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mlserve import settings
+from mlserve.cli import output
+
+
+def bench(
+    concurrency: str = typer.Option("1,8,32", "--concurrency", "-c",
+                                    help="Comma-separated levels of requests in flight."),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d",
+                                             help="Seconds per level [default: 5; at most 600]."),
+    requests: Optional[int] = typer.Option(None, "--requests", "-n",
+                                           help="Requests per level instead of a duration (still capped at 600 s)."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Images per request."),
+    warmup: float = typer.Option(1.0, "--warmup", help="Seconds of unmeasured load before each level."),
+    url: Optional[str] = typer.Option(None, "--url", help="REST address [env: MLSERVE_URL]."),
+    grpc: bool = typer.Option(False, "--grpc", help="Use gRPC instead of REST."),
+    grpc_server: Optional[str] = typer.Option(None, "--grpc-server", help="gRPC address [env: MLSERVE_GRPC_SERVER]."),
+    model: Optional[str] = typer.Option(None, "--model", help="Served model name [env: MLSERVE_MODEL_NAME]."),
+    version: Optional[int] = typer.Option(None, "--version", "-v", metavar="N", help="Ask for this version."),
+    label: Optional[str] = typer.Option(None, "--label", help="Ask for this version label."),
+    signature: str = typer.Option("serving_default", "--signature", help="Signature to run."),
+    columnar: bool = typer.Option(False, "--columnar", help="REST columnar format ({'inputs': ...})."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per request [env: MLSERVE_TIMEOUT]."),
+    data: Optional[str] = typer.Option(None, "--data", help="MNIST data for the images sent [env: MLSERVE_DATA]."),
+    price_per_hour: Optional[float] = typer.Option(
+        None, "--price-per-hour", help="Machine price per hour: adds the cost of a million predictions."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON (and nothing else) on stdout."),
+    plot: bool = typer.Option(False, "--plot", help="Save latency and throughput charts as PNG."),
+    plot_file: Optional[Path] = typer.Option(
+        None, "--plot-file", help="Where --plot writes [default: <home>/plots/bench-<time>.png]."),
+    self_test: bool = typer.Option(False, "--self-test",
+                                   help="Measure the load generator's own ceiling against a canned server."),
+) -> None:
+    """Load a model server with bounded, concurrent predict requests and report per level:
+    requests/s, images/s, p50/p90/p99/max latency and errors (never folded into the figures).
+
+    Runs a warm-up before each level and shows progress on stderr. --self-test runs the same load
+    against a built-in server that does no work, to show the generator's own ceiling.
+    """
+    from mlserve import bench as core
+    from mlserve.client import ModelTarget
+    from mlserve.errors import UsageError
+
+    if plot_file is not None:
+        plot = True
+    levels = core.parse_levels(concurrency)
+    if duration is not None and requests is not None:
+        raise UsageError("give --duration or --requests, not both")
+    if duration is None and requests is None:
+        duration = 5.0
+    if price_per_hour is not None and price_per_hour < 0:
+        raise UsageError("--price-per-hour cannot be negative")
+
+    with _progress(quiet=False) as progress:
+        if self_test:
+            report = core.self_test(concurrency=levels, duration=duration or 2.0,
+                                    batch_size=batch_size, warmup=min(warmup, 0.5),
+                                    price_per_hour=price_per_hour, progress=progress)
+        else:
+            from mlserve import inputs
+
+            if not 1 <= batch_size <= core.MAX_BATCH:
+                raise UsageError(f"--batch-size must be between 1 and {core.MAX_BATCH}, got {batch_size}")
+            images = _images(inputs, batch_size, data)
+            target = ModelTarget(settings.get("model_name", model), version=version, label=label,
+                                 signature=signature)
+            report = core.run_bench(
+                images, target, transport="grpc" if grpc else "rest", url=settings.get("url", url),
+                grpc_server=settings.get("grpc_server", grpc_server), concurrency=levels,
+                duration=duration, requests=requests, warmup=warmup,
+                timeout=settings.get("timeout", timeout), columnar=columnar,
+                price_per_hour=price_per_hour, progress=progress)
+
+    if json_:
+        output.print_json(report.as_dict() | {"self_test": self_test})
+    else:
+        _print_report(report, self_test)
+
+    if plot:
+        from mlserve.plots import plot_bench
+        from mlserve.workspace import Workspace
+
+        path = plot_file or Workspace.current().plots_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        title = f"{report.model} via {report.transport} at {report.address}, batch {report.batch_size}"
+        written = plot_bench([lv.as_dict() for lv in report.levels], path, title=title)
+        (output.err if json_ else output.out).print(f"Plot: {written}", soft_wrap=True, markup=False)
+
+
+def _images(inputs, batch_size: int, data: Optional[str]):
+    """`batch_size` test digits (repeated when the split is smaller)."""
+    import numpy as np
+
+    from mlserve.data import load_mnist
+
+    x = load_mnist(data, allow_download=False).x_test
+    picks = np.arange(batch_size) % len(x)
+    return inputs.validate_images(x[picks], "test split")
+
+
+class _progress:
+    """A rich progress bar on stderr, fed by the load generator's progress callback."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __enter__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(),
+                            TextColumn("{task.fields[done]:>8} requests"), TimeElapsedColumn(),
+                            console=output.err, transient=True, refresh_per_second=4)
+        self.bar.__enter__()
+        self.tasks: dict[str, int] = {}
+
+        def update(phase: str, fraction: float, done: int) -> None:
+            if phase not in self.tasks:
+                self.tasks[phase] = self.bar.add_task(phase, total=1.0, done=0)
+            self.bar.update(self.tasks[phase], completed=fraction, done=done)
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+
+def _print_report(report, self_test: bool) -> None:
+    from rich.table import Table
+
+    def ms(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    what = "load generator self-test (canned server, no model)" if self_test else report.model
+    output.out.print(f"{what} via {report.transport} at {report.address}, "
+                     f"batch {report.batch_size}, warm-up {report.warmup_s:g} s per level")
+    output.out.print("latencies in ms; errors are counted apart from the figures"
+                     + ("; $/1M = cost of a million predictions" if report.price_per_hour is not None else ""))
+    columns = ["conc", "req/s", "img/s", "p50", "p90", "p99", "max", "ok", "err"]
+    if report.price_per_hour is not None:
+        columns.append("$/1M")
+    table = Table(*columns)
+    for lv in report.levels:
+        row = [str(lv.concurrency), _rate(lv.requests_per_s), _rate(lv.images_per_s),
+               ms(lv.p50_ms), ms(lv.p90_ms), ms(lv.p99_ms), ms(lv.max_ms), str(lv.requests),
+               f"[red]{lv.errors}[/red]" if lv.errors else "0"]
+        if report.price_per_hour is not None:
+            row.append("-" if lv.cost_per_million is None else f"{lv.cost_per_million:.3g}")
+        table.add_row(*row)
+    output.out.print(table)
+    for lv in report.levels:
+        for message in lv.error_messages:
+            output.out.print(f"[red]errors at concurrency {lv.concurrency}:[/red] {message}",
+                             soft_wrap=True)
+
+
+def _rate(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

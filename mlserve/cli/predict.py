@@ -1,0 +1,116 @@
+"""`mlserve predict`: send digits to a TF Serving-compatible server and show (or draw) its answers."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlserve import settings
+from mlserve.cli import output
+
+
+def predict(
+    index: int = typer.Option(0, "--index", help="First test image to send (the course: x_test[0:3])."),
+    count: int = typer.Option(3, "--count", help="How many consecutive test images to send."),
+    random_: Optional[int] = typer.Option(None, "--random", metavar="N",
+                                          help="Send N test images picked at random instead."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --random (reproducible picks)."),
+    image: Optional[List[Path]] = typer.Option(
+        None, "--image", help="A PNG/JPEG digit (repeatable); light backgrounds are inverted to MNIST's."),
+    npy: Optional[Path] = typer.Option(
+        None, "--npy", help="A .npy array: (N,28,28), (N,28,28,1) or (N,784); uint8 0-255 or float 0-1."),
+    data: Optional[str] = typer.Option(None, "--data", help="MNIST data for the test split [env: MLSERVE_DATA]."),
+    url: Optional[str] = typer.Option(None, "--url", help="REST address [env: MLSERVE_URL; default http://127.0.0.1:8501]."),
+    grpc: bool = typer.Option(False, "--grpc", help="Use gRPC instead of REST."),
+    grpc_server: Optional[str] = typer.Option(
+        None, "--grpc-server", help="gRPC address [env: MLSERVE_GRPC_SERVER; default 127.0.0.1:8500]."),
+    model: Optional[str] = typer.Option(None, "--model", help="Served model name [env: MLSERVE_MODEL_NAME]."),
+    version: Optional[int] = typer.Option(None, "--version", "-v", metavar="N", help="Ask for this version."),
+    label: Optional[str] = typer.Option(None, "--label", help="Ask for this version label (e.g. stable)."),
+    signature: str = typer.Option("serving_default", "--signature", help="Signature to run."),
+    columnar: bool = typer.Option(False, "--columnar", help="REST columnar format ({'inputs': ...})."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per request [env: MLSERVE_TIMEOUT]."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON (and nothing else) on stdout."),
+    plot: bool = typer.Option(False, "--plot", help="Save the course figure (images titled with the answers) as PNG."),
+    plot_file: Optional[Path] = typer.Option(
+        None, "--plot-file", help="Where --plot writes [default: <home>/plots/predictions-<time>.png]."),
+) -> None:
+    """Send digits to a model server (REST or gRPC) and show each prediction with its confidence.
+
+    Images come from the MNIST test split (--index/--count, or --random), from image files
+    (--image) or from a .npy array (--npy). Works with tensorflow_model_server, `mlserve serve`
+    and any TF Serving-compatible server.
+    """
+    from mlserve import inputs
+    from mlserve.client import ModelTarget, connect, predict_rows
+    from mlserve.errors import UsageError
+
+    if plot_file is not None:
+        plot = True
+    sources = [s for s in (random_ is not None, bool(image), npy is not None) if s]
+    if len(sources) > 1:
+        raise UsageError("give only one of --random, --image and --npy")
+    target = ModelTarget(settings.get("model_name", model), version=version, label=label,
+                         signature=signature)
+    if grpc and columnar:
+        raise UsageError("--columnar is a REST format; gRPC always sends tensors")
+
+    if image:
+        batch = inputs.from_image_files(image)
+        for name, flipped in zip(batch.names, batch.inverted):
+            if flipped:
+                output.info(f"{name}: light background, inverted to MNIST's white digit on black")
+    elif npy is not None:
+        batch = inputs.from_npy(npy)
+    elif random_ is not None:
+        batch = inputs.from_random(random_, seed=seed, data=data)
+    else:
+        batch = inputs.from_test_split(index, count, data=data)
+
+    client = connect(target, transport="grpc" if grpc else "rest", url=settings.get("url", url),
+                     grpc_server=settings.get("grpc_server", grpc_server),
+                     timeout=settings.get("timeout", timeout), columnar=columnar)
+    try:
+        output.info(f"Sending {len(batch)} image(s) to {target.describe()} at {client.address} "
+                    f"({'gRPC' if grpc else 'REST'}) ...")
+        rows = predict_rows(client, batch.images, batch.names, batch.labels)
+    finally:
+        client.close()
+
+    if json_:
+        output.print_json([r.as_dict() for r in rows])
+    else:
+        output.out.print(_table(rows))
+        known = [r for r in rows if r.correct is not None]
+        if known:
+            right = sum(1 for r in known if r.correct)
+            output.out.print(f"{right}/{len(known)} correct")
+
+    if plot:
+        from mlserve.plots import plot_predictions
+        from mlserve.workspace import Workspace
+
+        path = plot_file or Workspace.current().plots_dir / f"predictions-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        written = plot_predictions(batch.images, [r.predicted for r in rows], batch.labels, path,
+                                   names=None if batch.source.startswith("test split") else batch.names)
+        if json_:
+            output.err.print(f"Plot: {written}", soft_wrap=True, markup=False)
+        else:
+            output.out.print(f"Plot: {written}", soft_wrap=True, markup=False)
+
+
+def _table(rows):  # -> rich Table
+    from rich.table import Table
+
+    table = Table("#", "image", "predicted", "confidence", "label", "")
+    for r in rows:
+        mark = "" if r.correct is None else ("[green]✓[/green]" if r.correct else "[red]✗[/red]")
+        table.add_row(str(r.index), r.name, str(r.predicted), f"{r.confidence:.4f}",
+                      "-" if r.label is None else str(r.label), mark)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
