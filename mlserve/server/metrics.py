@@ -1,0 +1,210 @@
+"""Server metrics in Prometheus text format, under TF Serving's metric names.
+
+TF Serving's exporter turns a TensorFlow metric name such as ``/tensorflow/serving/request_count``
+into ``:tensorflow:serving:request_count`` and writes latencies as histograms in microseconds with
+exponential buckets (scale 10, growth 1.8, 33 buckets for request/runtime latency). The same names,
+labels and buckets are used here, so dashboards built for TF Serving keep working. Process metrics
+(``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ``process_open_fds``...) are added.
+
+Both APIs record into one process-wide registry:
+
+    metrics.observe_request(model, api, entrypoint, status, seconds)   # REST: api="predict",
+                                                                      # entrypoint="REST"; gRPC:
+                                                                      # api="Predict", "GRPC"
+    metrics.observe_runtime(model, api, seconds)                      # the model call itself
+    metrics.render()                                                  # the text page (bytes)
+
+The monitoring config (``--monitoring_config_file``) is TF Serving's text-format MonitoringConfig;
+`parse_monitoring_config` reads the ``prometheus_config { enable: true path: "..." }`` part of it.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Iterable
+
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+
+
+def exponential_buckets(scale: float, growth: float, count: int) -> tuple[float, ...]:
+    """TensorFlow's Buckets::Exponential: `count` upper bounds scale*growth**i (then +Inf)."""
+    return tuple(scale * growth**i for i in range(count))
+
+
+LATENCY_BUCKETS = exponential_buckets(10, 1.8, 33)  # microseconds, ~20 minutes at the top
+QUEUING_BUCKETS = exponential_buckets(100, 1.2, 52)  # microseconds, ~1 second
+BATCH_SIZE_BUCKETS = exponential_buckets(1, 2, 14)
+
+
+def _num(value: float) -> str:
+    """absl::StrCat's six significant digits, as TF Serving's exporter prints bounds and sums."""
+    text = f"{value:.6g}"
+    return text
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Counter:
+    def __init__(self, name: str, labels: tuple[str, ...]) -> None:
+        self.name, self.labels = name, labels
+        self.values: dict[tuple[str, ...], int] = {}
+
+    def inc(self, key: tuple[str, ...], by: int = 1) -> None:
+        self.values[key] = self.values.get(key, 0) + by
+
+    def lines(self) -> Iterable[str]:
+        yield f"# TYPE {self.name} counter"
+        for key, value in sorted(self.values.items()):
+            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labels, key))
+            yield f"{self.name}{{{labels}}} {value}"
+
+
+class Histogram:
+    def __init__(self, name: str, labels: tuple[str, ...], bounds: tuple[float, ...]) -> None:
+        self.name, self.labels, self.bounds = name, labels, bounds
+        self.values: dict[tuple[str, ...], list] = {}  # key -> [bucket counts..., sum]
+
+    def observe(self, key: tuple[str, ...], value: float) -> None:
+        cell = self.values.get(key)
+        if cell is None:
+            cell = self.values[key] = [0] * (len(self.bounds) + 1) + [0.0]
+        cell[bisect.bisect_right(self.bounds, value)] += 1
+        cell[-1] += value
+
+    def lines(self) -> Iterable[str]:
+        yield f"# TYPE {self.name} histogram"
+        for key, cell in sorted(self.values.items()):
+            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labels, key))
+            prefix = f"{self.name}_bucket{{{labels}{',' if labels else ''}"
+            total = 0
+            for i, count in enumerate(cell[:-1]):
+                total += count
+                bound = _num(self.bounds[i]) if i < len(self.bounds) else "+Inf"
+                yield f'{prefix}le="{bound}"}} {total}'
+            yield f"{self.name}_sum{{{labels}}} {_num(cell[-1])}"
+            yield f"{self.name}_count{{{labels}}} {total}"
+
+
+_lock = threading.Lock()
+request_count = Counter(":tensorflow:serving:request_count", ("model_name", "status"))
+request_latency = Histogram(":tensorflow:serving:request_latency", ("model_name", "API", "entrypoint"),
+                            LATENCY_BUCKETS)
+runtime_latency = Histogram(":tensorflow:serving:runtime_latency", ("model_name", "API", "runtime"),
+                            LATENCY_BUCKETS)
+queuing_latency = Histogram(":tensorflow:serving:batching_session:queuing_latency", ("thread_pool_name",),
+                            QUEUING_BUCKETS)
+input_batch_size = Histogram(":tensorflow:serving:batching_session:input_batch_size", (), BATCH_SIZE_BUCKETS)
+processed_batch_size = Histogram(":tensorflow:serving:batching_session:processed_batch_size", (),
+                                 BATCH_SIZE_BUCKETS)
+padding_size = Histogram(":tensorflow:serving:batching_session:padding_size", ("execution_batch_size",),
+                         BATCH_SIZE_BUCKETS)
+wrapped_run_count = Counter(":tensorflow:serving:batching_session:wrapped_run_count", ())
+_ALL = (request_count, request_latency, runtime_latency, queuing_latency, input_batch_size,
+        processed_batch_size, padding_size, wrapped_run_count)
+
+
+def observe_request(model: str, api: str, entrypoint: str, status: str, seconds: float | None) -> None:
+    """Count one request (every status) and, when it succeeded, its latency — as TF Serving does."""
+    with _lock:
+        request_count.inc((model, status))
+        if status == "OK" and seconds is not None:
+            request_latency.observe((model, api, entrypoint), seconds * 1e6)
+
+
+def observe_runtime(model: str, api: str, seconds: float, runtime: str = "TF1") -> None:
+    """The wall time of one model call (TF Serving's runtime label for a SavedModel session: TF1)."""
+    with _lock:
+        runtime_latency.observe((model, api, runtime), seconds * 1e6)
+
+
+def observe_batch(*, input_sizes: Iterable[int], processed: int, padding: int, queuing_seconds: Iterable[float],
+                  thread_pool_name: str = "model_server_batch_threads") -> None:
+    """One executed batch: the tasks' sizes, the executed size, the padding and queuing delays."""
+    with _lock:
+        for size in input_sizes:
+            input_batch_size.observe((), size)
+        processed_batch_size.observe((), processed)
+        padding_size.observe((str(processed),), padding)
+        for delay in queuing_seconds:
+            queuing_latency.observe((thread_pool_name,), delay * 1e6)
+        wrapped_run_count.inc(())
+
+
+def reset() -> None:
+    """Forget every recorded value (tests)."""
+    with _lock:
+        for metric in _ALL:
+            metric.values.clear()
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _process_lines() -> list[str]:
+    lines = []
+    times = os.times()
+    lines += ["# TYPE process_cpu_seconds_total counter",
+              f"process_cpu_seconds_total {times.user + times.system:.2f}"]
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            size, resident = (int(v) for v in f.read().split()[:2])
+        lines += ["# TYPE process_virtual_memory_bytes gauge", f"process_virtual_memory_bytes {size * _PAGE}",
+                  "# TYPE process_resident_memory_bytes gauge",
+                  f"process_resident_memory_bytes {resident * _PAGE}"]
+    except OSError:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        lines += ["# TYPE process_resident_memory_bytes gauge", f"process_resident_memory_bytes {rss}"]
+    try:
+        lines += ["# TYPE process_open_fds gauge", f"process_open_fds {len(os.listdir('/proc/self/fd'))}"]
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+        lines += ["# TYPE process_start_time_seconds gauge",
+                  f"process_start_time_seconds {btime + start_ticks / _CLK_TCK:.2f}"]
+    except (OSError, StopIteration, IndexError, ValueError):
+        pass
+    return lines
+
+
+def render() -> bytes:
+    """The Prometheus text page: every metric with at least one value, then process metrics."""
+    with _lock:
+        lines = [line for metric in _ALL if metric.values for line in metric.lines()]
+    lines += _process_lines()
+    return ("\n".join(lines) + "\n").encode()
+
+
+_BLOCK = re.compile(r"prometheus_config\s*:?\s*\{([^}]*)\}", re.S)
+
+
+def parse_monitoring_config(text: str) -> tuple[bool, str]:
+    """(enabled, path) from a text-format MonitoringConfig; the path defaults to TF Serving's."""
+    text = re.sub(r"#[^\n]*", "", text)
+    match = _BLOCK.search(text)
+    if not match:
+        return False, DEFAULT_PROMETHEUS_PATH
+    body = match.group(1)
+    enable = re.search(r"\benable\s*:\s*(\w+)", body)
+    enabled = bool(enable) and enable.group(1).lower() in ("true", "1", "t")
+    path = re.search(r"\bpath\s*:\s*(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')", body)
+    return enabled, (path.group(1)[1:-1] if path and path.group(1)[1:-1] else DEFAULT_PROMETHEUS_PATH)
+
+
+def read_monitoring_config(path: str) -> tuple[bool, str]:
+    """`parse_monitoring_config` of a file ("" means no file: Prometheus off)."""
+    if not path:
+        return False, DEFAULT_PROMETHEUS_PATH
+    return parse_monitoring_config(Path(path).read_text())
+
