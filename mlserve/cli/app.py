@@ -13,6 +13,9 @@ from typing import Optional, Sequence
 import typer
 
 from mlserve import __version__
+
+# TensorFlow's C++ INFO/WARNING lines are noise on a terminal; users can still set their own level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from mlserve.errors import ExitCode, MlserveError
 
 app = typer.Typer(

@@ -1,0 +1,192 @@
+"""`mlserve serve`, `status`, `stop`, `logs`: run TF Serving (binary, Docker or embedded) and manage it."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from mlserve import settings
+from mlserve.cli import output
+from mlserve.workspace import Workspace
+
+
+def _say(message: str) -> None:
+    """One progress line on stderr, never re-wrapped (commands and paths stay copy-pastable)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def _log_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def serve(
+    tfs_args: Optional[List[str]] = typer.Argument(
+        None, metavar="[-- TF_SERVING_FLAGS...]",
+        help="Extra TF Serving flags, passed on as they are (after --)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model name (MLSERVE_MODEL_NAME)."),
+    model_base_path: Optional[Path] = typer.Option(
+        None, "--model-base-path", help="Folder of numbered versions (default: the workspace's)."),
+    model_config_file: Optional[Path] = typer.Option(
+        None, "--model-config-file", help="TF Serving model config file (serves every model listed)."),
+    port: Optional[int] = typer.Option(None, "--port", help="gRPC port (default 8500)."),
+    rest_port: Optional[int] = typer.Option(None, "--rest-port", help="REST port (default 8501)."),
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Address to bind: 127.0.0.1 unless told (docker and embedded)."),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", help="auto, binary, docker or embedded (MLSERVE_RUNTIME)."),
+    poll_seconds: Optional[int] = typer.Option(
+        None, "--poll-seconds", help="Seconds between checks for new versions (--file_system_poll_wait_seconds)."),
+    batching: bool = typer.Option(False, "--batching", help="Enable server-side batching."),
+    batching_parameters_file: Optional[Path] = typer.Option(
+        None, "--batching-parameters-file", help="TF Serving batching parameters file (implies --batching)."),
+    monitoring: bool = typer.Option(
+        False, "--monitoring", help="Expose Prometheus metrics at /monitoring/prometheus/metrics."),
+    name: Optional[str] = typer.Option(None, "--name", help="Server name for status/stop/logs (default: model name)."),
+    ready_timeout: Optional[float] = typer.Option(
+        None, "--ready-timeout", help="Seconds to wait for every model to be AVAILABLE."),
+    gpu: bool = typer.Option(False, "--gpu", help="Serve on the NVIDIA GPU (fails when none is visible)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; the server keeps running."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact command line and start nothing."),
+) -> None:
+    """Start a model server: tensorflow_model_server, the tensorflow/serving image or the embedded server.
+
+    Foreground by default (logs stream here, Ctrl-C stops it); --detach returns once every model is
+    AVAILABLE. The same friendly options map to TF Serving's flags for every runtime.
+    """
+    from mlserve.runtimes import lifecycle
+
+    workspace = Workspace.current()
+    model = settings.get("model_name", model_name)
+    base_setting = settings.resolve("model_base_path", str(model_base_path) if model_base_path else None)
+    base = base_setting.value if base_setting.source != "default" else str(workspace.model_base_path(model))
+    plan = lifecycle.make_plan(
+        runtime=settings.get("runtime", runtime), model_name=model,
+        model_base_path=None if model_config_file else base, model_config_file=model_config_file,
+        grpc_port=settings.get("grpc_port", port), rest_port=settings.get("rest_port", rest_port),
+        host=settings.get("host", host), poll_seconds=poll_seconds, batching=batching,
+        batching_parameters_file=batching_parameters_file, monitoring=monitoring, name=name,
+        ready_timeout=settings.get("ready_timeout", ready_timeout), gpu=gpu,
+        extra_flags=list(tfs_args or []), dry_run=dry_run, workspace=workspace)
+    _say(f"Runtime: {plan.runtime.name} ({plan.reason})")
+    if dry_run:
+        sys.stdout.write(plan.command_line + "\n")
+        return
+    if plan.gpu is not None:
+        _say(f"GPU: {', '.join(plan.gpu.devices)} ({plan.gpu.method})")
+    _say(f"Starting: {plan.command_line}")
+    _say(f"Log: {plan.log_path}")
+    if detach:
+        with output.err.status(f"Waiting for {', '.join(plan.options.model_names)} to be AVAILABLE..."):
+            result = lifecycle.start(plan, detach=True, notify=_say)
+        r = result.record
+        sys.stdout.write(f"{r.name}: {r.runtime} pid {r.pid}"
+                         + (f" container {r.container}" if r.container else "")
+                         + f", REST http://{plan.options.connect_host}:{r.rest_port}"
+                         f", gRPC {plan.options.connect_host}:{r.grpc_port}\n")
+        _say(f"Stop it with: mlserve stop {r.name}   Logs: mlserve logs {r.name} -f")
+        return
+    result = lifecycle.start(plan, detach=False, notify=_say, log_sink=_log_line)
+    _say(f"Stopped {result.record.name} ({result.how}).")
+
+
+def _versions(models: dict) -> str:
+    parts = []
+    for model, versions in models.items():
+        if isinstance(versions, dict):
+            parts.append(f"{model}: {versions.get('error')}")
+        else:
+            parts.append(f"{model}: " + (", ".join(f"v{v['version']} {v['state']}" for v in versions)
+                                         or "no version"))
+    return "; ".join(parts)
+
+
+def status(
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the running servers and each model version's state; stale records are removed."""
+    from mlserve.runtimes import lifecycle
+
+    states, cleaned = lifecycle.status()
+    for note in cleaned:
+        _say(note)
+    if json_:
+        output.print_json([s.as_dict() for s in states])
+        return
+    if not states:
+        _say("No server is running (start one: mlserve serve --detach).")
+        return
+    table = Table()
+    for column in ("name", "runtime", "pid/container", "REST", "gRPC", "models", "started"):
+        table.add_column(column, overflow="fold")
+    for s in states:
+        r = s.record
+        table.add_row(r.name, r.runtime, r.container or str(r.pid), f"{r.host}:{r.rest_port}",
+                      f"{r.host}:{r.grpc_port}", _versions(s.models), r.started)
+    output.out.print(table)
+
+
+def stop(
+    name: Optional[str] = typer.Argument(None, help="Server name (default: the only one running)."),
+    all_: bool = typer.Option(False, "--all", help="Stop every recorded server."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds between SIGTERM and SIGKILL."),
+) -> None:
+    """Stop a server: SIGTERM (docker stop), a bounded wait, then SIGKILL; its record is removed."""
+    from mlserve.runtimes import lifecycle
+
+    workspace = Workspace.current()
+    if all_:
+        results = lifecycle.stop_all(workspace, timeout)
+        if not results:
+            _say("No server is recorded.")
+    else:
+        results = [lifecycle.stop(name or lifecycle.default_name(workspace), workspace, timeout)]
+    for r in results:
+        sys.stdout.write(f"{r.name}: {r.how}" + ("" if r.port_free else " (its ports are still busy)")
+                         + "\n")
+
+
+def logs(
+    name: Optional[str] = typer.Argument(None, help="Server name (default: the only one running)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C ends)."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines to print."),
+) -> None:
+    """Print a server's log (the workspace log file; `docker logs` when that file is gone)."""
+    import subprocess
+
+    from mlserve.runtimes import lifecycle, process
+
+    workspace = Workspace.current()
+    server = name or lifecycle.default_name(workspace)
+    path, command = lifecycle.find_log(server, workspace)
+    if path is None:
+        assert command is not None
+        if follow:
+            command.insert(-1, "--follow")
+        command[command.index("--tail") + 1] = str(lines)
+        raise typer.Exit(subprocess.call(command))
+    for line in process.tail_lines(path, lines):
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    if not follow:
+        return
+    follower = process.LogFollower(path, lambda ln: (sys.stdout.write(ln + "\n"), sys.stdout.flush()),
+                                   from_start=False)
+    try:
+        while True:
+            follower.poll()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        follower.poll(final=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("status")(status)
+    app.command("stop")(stop)
+    app.command("logs")(logs)
