@@ -1,6 +1,9 @@
 """JSON <-> numpy for the REST API, following TF Serving's `json_tensor.cc` rules (read for facts).
 
-Fast path: orjson parses the body, one `np.asarray` call turns each nested list into an array,
+Fast path: the request's big numeric tensor (the usual batch of images) is cut out of the body
+and read by numpy's C number parser, with its nesting checked against the canonical bracket
+layout of its shape (`parse_predict_json`); orjson parses the small rest of the body. Otherwise
+orjson parses the body and one `np.asarray` call turns each nested list into an array,
 the dtype is checked from the array's inferred kind (not element by element) and orjson writes
 numpy arrays directly. Slow paths run only when needed:
 
@@ -21,6 +24,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -105,7 +109,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
 def debug_string(value: Any) -> str:
     """A JSON value quoted in an error message, truncated like TF Serving's (256 bytes)."""
     try:
-        text = orjson.dumps(value, option=_NUMPY_OPTS).decode("utf-8", "replace")
+        text = orjson.dumps(value, option=_NUMPY_OPTS, default=_parsed_tensor_json
+                            ).decode("utf-8", "replace")
     except (TypeError, orjson.JSONEncodeError):
         try:
             text = json.dumps(value, ensure_ascii=False, allow_nan=True)
@@ -142,6 +147,120 @@ def _decode_b64(value: Any) -> bytes:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
     except (binascii.Error, ValueError):
         raise _bad("Unable to base64 decode") from None
+
+
+# ------------------------------------------------------------- the numeric-tensor fast path
+
+# A run of JSON that can only be a nested array of plain numbers (no strings, objects, literals).
+_NUMERIC_RUN = re.compile(rb"\[[\[\]0-9eE+\-.,\s]*\]")
+_FAST_MIN_BYTES = 4096  # below this orjson + np.asarray is as fast
+_PLACEHOLDER = b'"__mlserve_parsed_tensor__"'
+_KEEP_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[],")))
+_BLANKS_TO_SPACES = bytes.maketrans(b"\t\r\n", b"   ")
+
+
+class ParsedTensor:
+    """A numeric array read straight from the request bytes, standing in the parsed document
+    where its nested list would be. `span` keeps the original JSON for the exact slow path."""
+
+    __slots__ = ("array", "span")
+
+    def __init__(self, array: np.ndarray, span: bytes) -> None:
+        self.array = array
+        self.span = span
+
+    def as_json(self) -> Any:
+        return orjson.loads(self.span)
+
+
+def _parsed_tensor_json(value: Any) -> Any:
+    if isinstance(value, ParsedTensor):
+        return value.as_json()
+    raise TypeError
+
+
+def _canonical_structure(shape: list[int]) -> bytes:
+    """The brackets and commas of a dense JSON array of `shape`, numbers left out."""
+    text = b""
+    for size in reversed(shape):
+        text = b"[" + b",".join([text] * size) + b"]"
+    return text
+
+
+def _structure_shape(structure: bytes) -> list[int] | None:
+    """The shape along the first element of each level (TF Serving's rule), from brackets only."""
+    rank = len(structure) - len(structure.lstrip(b"["))
+    if rank == 0 or rank > MAX_RANK:
+        return None
+    shape = []
+    codes = np.frombuffer(structure, dtype=np.uint8)
+    depth = np.cumsum((codes == ord("[")).astype(np.int32) - (codes == ord("]")))
+    for level in range(1, rank + 1):
+        start = level - 1  # the first array at this depth opens at index level - 1
+        closes = np.flatnonzero(depth[start:] == level - 1)
+        if not closes.size:
+            return None
+        segment = slice(start, start + int(closes[0]))
+        commas = int(np.count_nonzero((codes[segment] == ord(",")) & (depth[segment] == level)))
+        shape.append(commas + 1)
+    return shape
+
+
+def _read_numbers(span: bytes) -> np.ndarray | None:
+    """`span` (a JSON array of numbers) as float64 of its dense shape, or None to take the slow
+    path (ragged, empty, or anything numpy's parser refuses: the slow path words the error)."""
+    structure = span.translate(None, _KEEP_STRUCTURE)
+    shape = _structure_shape(structure)
+    if not shape or 0 in shape or structure != _canonical_structure(shape):
+        return None
+    try:
+        numbers = span.translate(_BLANKS_TO_SPACES, b"[]")  # one line; "1 2" stays an error
+        flat = np.loadtxt([numbers], delimiter=",", dtype=np.float64, ndmin=1, comments=None)
+    except ValueError:
+        return None
+    if flat.size != math.prod(shape):
+        return None
+    return flat.reshape(shape)
+
+
+def parse_predict_json(body: bytes) -> dict[str, Any]:
+    """Like `parse_json`, but a large plain-number tensor given as the whole of `instances` or
+    `inputs` arrives as a `ParsedTensor` (numpy's C parser instead of Python floats).
+
+    Anything unusual (no such tensor, ragged or odd numbers, other layouts) parses as before, so
+    answers and error messages are the same either way. One leniency: numpy also reads a few
+    number spellings strict JSON forbids (`+1`, `.5`, `1.`) inside such a tensor.
+    """
+    if len(body) < _FAST_MIN_BYTES:
+        return parse_json(body)
+    match = next((m for m in _NUMERIC_RUN.finditer(body) if m.end() - m.start() >= _FAST_MIN_BYTES),
+                 None)
+    if match is None:
+        return parse_json(body)
+    try:
+        doc = orjson.loads(body[:match.start()] + _PLACEHOLDER + body[match.end():])
+    except orjson.JSONDecodeError:
+        return parse_json(body)
+    placeholder = _PLACEHOLDER[1:-1].decode()
+    key = next((k for k in ("instances", "inputs") if isinstance(doc, dict) and doc.get(k) == placeholder),
+               None)
+    array = _read_numbers(match.group()) if key else None
+    if array is None:
+        return parse_json(body)
+    doc[key] = ParsedTensor(array, match.group())
+    return doc
+
+
+def _fast_tensor(value: Any, inputs: Mapping[str, Any]) -> tuple[np.ndarray | None, Any]:
+    """(array, None) when a ParsedTensor can be used for the single float input as it is,
+    else (None, the value as ordinary parsed JSON)."""
+    if not isinstance(value, ParsedTensor):
+        return None, value
+    if len(inputs) == 1:
+        dtype = np.dtype(next(iter(inputs.values())))
+        if dtype.kind == "f":
+            return value.array.astype(dtype, copy=False), None
+    return None, value.as_json()
 
 
 # ------------------------------------------------------------------------- tensors from JSON
@@ -309,7 +428,9 @@ def decode_predict(doc: Mapping[str, Any], inputs: Mapping[str, Any], *, strict:
         )
     names = sorted(inputs)
     if has_instances:
-        items = doc["instances"]
+        array, items = _fast_tensor(doc["instances"], inputs)
+        if array is not None:
+            return {names[0]: array}, ROW
         if not isinstance(items, list):
             raise _bad(f"JSON Value: {debug_string(doc)} Expecting 'instances' to be an list/array")
         if not items:
@@ -356,7 +477,9 @@ def decode_predict(doc: Mapping[str, Any], inputs: Mapping[str, Any], *, strict:
             result[name] = _row_tensor(columns[name], np.dtype(inputs[name]), strict, named_error)
         return result, ROW
     if has_inputs:
-        val = doc["inputs"]
+        array, val = _fast_tensor(doc["inputs"], inputs)
+        if array is not None:
+            return {names[0]: array}, COLUMNAR
         if not isinstance(val, dict) or _is_b64(val):
             if len(inputs) > 1:
                 raise _bad(

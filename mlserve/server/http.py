@@ -487,7 +487,7 @@ class RestServer:
                        label: str | None, api: str, body: bytes) -> None:
         """Worker thread: parse, look up, run (or submit to the batcher), encode, reply."""
         try:
-            doc = codecs.parse_json(body)
+            doc = codecs.parse_predict_json(body) if api == "predict" else codecs.parse_json(body)
             servable = self.manager.get(model, version, label)
             if api == "predict":
                 self._predict(reply, servable, doc, body)

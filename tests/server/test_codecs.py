@@ -143,3 +143,51 @@ def test_examples_request_from_json() -> None:
     assert request.model_spec.signature_name == "c"
     with pytest.raises(ServingError, match="Unexpected element type in feature: x expecting type: float"):
         codecs.fill_examples_request({"examples": [{"x": [1.5, "a"]}]}, classification_pb2.ClassificationRequest())
+
+
+# ---- the numeric-tensor fast path: same tensors and the same errors as the ordinary path ----
+
+def _both_paths(body: bytes, inputs: dict) -> tuple:
+    fast_doc = codecs.parse_predict_json(body)
+    plain_doc = codecs.parse_json(body)
+
+    def decode(doc: dict) -> object:
+        try:
+            return codecs.decode_predict(doc, inputs)
+        except ServingError as e:
+            return ("error", e.code, e.message)
+
+    return fast_doc, decode(fast_doc), decode(plain_doc)
+
+
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("shape", [(64, 28, 28, 1), (1, 28, 28, 1), (5, 784)])
+def test_large_numeric_tensor_takes_the_fast_path_with_identical_values(key, indent, shape) -> None:
+    values = np.random.default_rng(0).random(shape)  # float64, like `images.tolist()` sends
+    body = json.dumps({"signature_name": "serving_default", key: values.tolist()}, indent=indent).encode()
+    doc, fast, plain = _both_paths(body, {"x": np.float32})
+    assert isinstance(doc[key], codecs.ParsedTensor)
+    assert fast[1] == plain[1]
+    assert fast[0]["x"].dtype == np.float32
+    np.testing.assert_array_equal(fast[0]["x"], plain[0]["x"])
+
+
+def test_ragged_tensor_falls_back_and_keeps_tf_serving_error() -> None:
+    rows = np.random.default_rng(1).random((10, 28, 28)).tolist()
+    rows[3] = rows[3][:-1]
+    _, fast, plain = _both_paths(json.dumps({"instances": rows}).encode(), {"x": np.float32})
+    assert fast == plain and fast[0] == "error" and "element: 3" in fast[2]
+
+
+def test_fast_path_falls_back_for_invalid_json_and_odd_layouts() -> None:
+    rows = np.random.default_rng(2).random((10, 28, 28)).tolist()
+    broken = json.dumps({"instances": rows}).encode().replace(b", ", b" ", 1)  # "1 2": invalid JSON
+    with pytest.raises(ServingError, match="JSON Parse error"):
+        codecs.parse_predict_json(broken)
+    # integer inputs and multi-input signatures decode through the exact (slow) path
+    ints = np.arange(2000).reshape(2, 1000).tolist()
+    _, fast, plain = _both_paths(json.dumps({"inputs": ints}).encode(), {"i": np.int64})
+    np.testing.assert_array_equal(fast[0]["i"], plain[0]["i"])
+    _, fast, plain = _both_paths(json.dumps({"instances": rows}).encode(), {"a": np.float32, "b": np.float32})
+    assert fast == plain and fast[0] == "error"
