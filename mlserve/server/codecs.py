@@ -1,8 +1,8 @@
 """JSON <-> numpy for the REST API, following TF Serving's `json_tensor.cc` rules (read for facts).
 
 Fast path: the request's big numeric tensor (the usual batch of images) is cut out of the body
-and read by numpy's C number parser, with its nesting checked against the canonical bracket
-layout of its shape (`parse_predict_json`); orjson parses the small rest of the body. Otherwise
+and read as one flat list of numbers, with its nesting checked against the canonical bracket
+layout of its shape (`parse_predict_json`): no nested Python lists to build and walk. Otherwise
 orjson parses the body and one `np.asarray` call turns each nested list into an array,
 the dtype is checked from the array's inferred kind (not element by element) and orjson writes
 numpy arrays directly. Slow paths run only when needed:
@@ -156,7 +156,6 @@ _NUMERIC_RUN = re.compile(rb"\[[\[\]0-9eE+\-.,\s]*\]")
 _FAST_MIN_BYTES = 4096  # below this orjson + np.asarray is as fast
 _PLACEHOLDER = b'"__mlserve_parsed_tensor__"'
 _KEEP_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[],")))
-_BLANKS_TO_SPACES = bytes.maketrans(b"\t\r\n", b"   ")
 
 
 class ParsedTensor:
@@ -188,48 +187,52 @@ def _canonical_structure(shape: list[int]) -> bytes:
 
 
 def _structure_shape(structure: bytes) -> list[int] | None:
-    """The shape along the first element of each level (TF Serving's rule), from brackets only."""
+    """The shape along the first element of each level (TF Serving's rule), from brackets only.
+
+    In a dense layout the first array at depth k+1 opens at index k and closes with the first run
+    of rank-k closing brackets; its length gives its element count from the inner array's length.
+    A layout that is not dense yields some shape that `_canonical_structure` then refutes.
+    """
     rank = len(structure) - len(structure.lstrip(b"["))
     if rank == 0 or rank > MAX_RANK:
         return None
-    shape = []
-    codes = np.frombuffer(structure, dtype=np.uint8)
-    depth = np.cumsum((codes == ord("[")).astype(np.int32) - (codes == ord("]")))
-    for level in range(1, rank + 1):
-        start = level - 1  # the first array at this depth opens at index level - 1
-        closes = np.flatnonzero(depth[start:] == level - 1)
-        if not closes.size:
+    shape: list[int] = []
+    inner_length = 0  # length of one element at the level below (numbers: 0)
+    for level in range(rank - 1, -1, -1):
+        run = structure.find(b"]" * (rank - level), level)
+        if run < 0:
             return None
-        segment = slice(start, start + int(closes[0]))
-        commas = int(np.count_nonzero((codes[segment] == ord(",")) & (depth[segment] == level)))
-        shape.append(commas + 1)
-    return shape
+        length = run + (rank - level - 1) - level + 1
+        count, rest = divmod(length - 1, inner_length + 1)
+        if rest or count < 1:
+            return None
+        shape.append(count)
+        inner_length = length
+    return shape[::-1]
 
 
 def _read_numbers(span: bytes) -> np.ndarray | None:
     """`span` (a JSON array of numbers) as float64 of its dense shape, or None to take the slow
-    path (ragged, empty, or anything numpy's parser refuses: the slow path words the error)."""
+    path (ragged, empty, or numbers JSON forbids: the slow path words the error)."""
     structure = span.translate(None, _KEEP_STRUCTURE)
     shape = _structure_shape(structure)
     if not shape or 0 in shape or structure != _canonical_structure(shape):
         return None
-    try:
-        numbers = span.translate(_BLANKS_TO_SPACES, b"[]")  # one line; "1 2" stays an error
-        flat = np.loadtxt([numbers], delimiter=",", dtype=np.float64, ndmin=1, comments=None)
-    except ValueError:
+    try:  # the numbers as one flat JSON array: orjson reads them strictly, without nesting
+        flat = np.array(orjson.loads(b"[" + span.translate(None, b"[]") + b"]"), dtype=np.float64)
+    except (orjson.JSONDecodeError, ValueError, TypeError, OverflowError):
         return None
-    if flat.size != math.prod(shape):
+    if flat.ndim != 1 or flat.size != math.prod(shape):
         return None
     return flat.reshape(shape)
 
 
 def parse_predict_json(body: bytes) -> dict[str, Any]:
     """Like `parse_json`, but a large plain-number tensor given as the whole of `instances` or
-    `inputs` arrives as a `ParsedTensor` (numpy's C parser instead of Python floats).
+    `inputs` arrives as a `ParsedTensor` (a flat float64 array, no nested lists).
 
     Anything unusual (no such tensor, ragged or odd numbers, other layouts) parses as before, so
-    answers and error messages are the same either way. One leniency: numpy also reads a few
-    number spellings strict JSON forbids (`+1`, `.5`, `1.`) inside such a tensor.
+    answers and error messages are the same either way.
     """
     if len(body) < _FAST_MIN_BYTES:
         return parse_json(body)

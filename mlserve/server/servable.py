@@ -5,6 +5,12 @@ tensor names, dtypes, shapes, method names) come from the SignatureDefs in `save
 same ones TF Serving reports in its metadata; requests run the signature's concrete function
 directly (never Keras `predict`). Every input is checked against the signature before TensorFlow
 sees it: some kernels (oneDNN Conv2D) abort the whole process on a wrong rank instead of raising.
+
+The public call of a signature function spends most of a small model's time packing and
+unpacking arguments (about 400 µs against 150 µs for the graph itself, batch 1). `_FlatCaller`
+calls the function's graph with flat tensors instead; it is built only after it has given the
+same answer, bit for bit, as the public call on a probe input, and otherwise the public call is
+used. It relies on `ConcreteFunction._inference_function` (TF 2.14+), hence the probe.
 """
 from __future__ import annotations
 
@@ -92,6 +98,60 @@ def _tf_error(e: Exception) -> ServingError:
     return ServingError(name, getattr(e, "message", None) or str(e))
 
 
+class _FlatCaller:
+    """A signature function called with flat tensors (see the module docstring)."""
+
+    def __init__(self, fn: Any, sig: SignatureInfo) -> None:
+        import tensorflow as tf
+
+        self._constant = tf.constant
+        self._atomic = fn._inference_function  # AttributeError on TF versions without it
+        self._captured = list(fn.captured_inputs)
+        args, kwargs = fn.structured_input_signature
+        if args or sorted(kwargs) != sorted(sig.inputs):
+            raise ValueError("positional or unexpected inputs")
+        self._input_keys = sorted(kwargs)  # nest.flatten orders dict keys
+        outputs = fn.structured_outputs
+        if not isinstance(outputs, dict) or sorted(outputs) != sorted(sig.outputs):
+            raise ValueError("outputs are not the signature's dict")
+        self._output_keys = sorted(outputs)
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        flat = [self._constant(inputs[k]) for k in self._input_keys]
+        results = self._atomic.call_flat(*flat, *self._captured)
+        return {k: t.numpy() for k, t in zip(self._output_keys, results)}
+
+
+def _probe_inputs(sig: SignatureInfo) -> dict[str, np.ndarray] | None:
+    """A small deterministic input for every input of `sig`, or None when one can't be made."""
+    rng = np.random.default_rng(0)
+    probe = {}
+    for key, spec in sig.inputs.items():
+        if spec.shape is None or spec.dtype.kind not in "fiub":
+            return None
+        shape = [2 if d is None else d for d in spec.shape]
+        probe[key] = (rng.random(shape) * 4).astype(spec.dtype)
+    return probe
+
+
+def _flat_caller(fn: Any, sig: SignatureInfo) -> _FlatCaller | None:
+    """A verified `_FlatCaller`, or None (the public call is then used)."""
+    probe = _probe_inputs(sig)
+    if probe is None:
+        return None
+    try:
+        caller = _FlatCaller(fn, sig)
+        fast = caller(probe)
+        public = {k: v.numpy() for k, v in fn(**probe).items()}
+    except Exception as e:  # noqa: BLE001 - any surprise means: use the public call
+        log.debug("signature %s: flat call unavailable (%s)", sig.name, e)
+        return None
+    same = fast.keys() == public.keys() and all(
+        fast[k].dtype == public[k].dtype and np.array_equal(fast[k], public[k], equal_nan=True)
+        for k in public)
+    return caller if same else None
+
+
 class Servable:
     """A loaded SavedModel version. `run` is synchronous and safe to call from many threads."""
 
@@ -110,6 +170,8 @@ class Servable:
                 name=key, method_name=sd.method_name,
                 inputs={k: _spec(k, v) for k, v in sd.inputs.items()},
                 outputs={k: _spec(k, v) for k, v in sd.outputs.items()})
+        self._flat: dict[str, _FlatCaller | None] = {
+            key: _flat_caller(self._functions[key], sig) for key, sig in self.signatures.items()}
 
     @classmethod
     def load(cls, name: str, version: int, path: str | Path, *, tags: Sequence[str] = ("serve",)) -> "Servable":
@@ -219,9 +281,14 @@ class Servable:
         sig = self.signature(signature_name)
         self._check_filter(sig, output_filter)
         checked = self.validate(sig, inputs)
-        fn = self._functions[sig.name]
+        flat = self._flat.get(sig.name)
         try:
-            result = fn(**checked)
+            if flat is not None:
+                outputs = flat(checked)
+                return {k: outputs[k] for k in output_filter} if output_filter else outputs
+            result = self._functions[sig.name](**checked)
+        except ServingError:
+            raise
         except Exception as e:  # TF raises OpError subclasses carrying a gRPC code
             raise _tf_error(e) from e
         if not isinstance(result, dict):
