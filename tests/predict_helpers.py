@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ports import free_port  # noqa: F401 - re-exported for the predict/bench tests
+
 MODEL_NAME = "digits_model"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def export_tiny_model(root: Path) -> Path:

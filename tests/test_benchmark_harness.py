@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ports import port_is_free
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -46,17 +48,6 @@ def _serve_app(module: str, model_dir: Path, tmp_path: Path):
         serving.stop(proc)
         raise
     return proc, port
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        # SO_REUSEADDR, as servers set it: TIME_WAIT leftovers do not count, a listener does.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_bodies_are_tf_serving_requests() -> None:
@@ -93,7 +84,7 @@ def test_handwritten_app_runs_the_model(model_dir: Path, tmp_path: Path, threadp
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     finally:
         serving.stop(proc)
-    assert proc.returncode is not None and _port_free(port)
+    assert proc.returncode is not None and port_is_free(port)
 
 
 def test_canned_app_answers_without_a_model(model_dir: Path, tmp_path: Path) -> None:
@@ -131,7 +122,7 @@ def test_grpc_generator_against_canned_servicer(tmp_path: Path) -> None:
         assert figures["ok"] > 0 and figures["errors"] == 0 and figures["p50_ms"] > 0
     finally:
         serving.stop(proc)
-    assert _port_free(port)
+    assert port_is_free(port)
 
 
 def test_targets_are_computed_from_the_figures() -> None:
@@ -180,4 +171,4 @@ def test_mlflow_serves_the_same_model(model_dir: Path, tmp_path: Path) -> None:
         serving.check_predictions(payload, 2)
     finally:
         serving.stop(proc)
-    assert _port_free(port)
+    assert port_is_free(port)

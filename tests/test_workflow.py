@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from predict_helpers import free_port
+from ports import free_port, port_is_free
 
 MLSERVE = [sys.executable, "-m", "mlserve"]
 
@@ -25,18 +24,6 @@ def mlserve(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess
     proc = subprocess.run([*MLSERVE, *args], capture_output=True, text=True, env=env, timeout=timeout)
     assert proc.returncode == 0, f"mlserve {' '.join(args)} -> {proc.returncode}\n{proc.stderr[-3000:]}"
     return proc
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a new server could bind `port` (as servers do: SO_REUSEADDR, so the TIME_WAIT
-    leftovers of the client's closed connections don't count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def saved_model_softmax(version_dir: Path, images: np.ndarray) -> np.ndarray:

@@ -8,34 +8,34 @@ from typing import Optional
 import typer
 
 from mlserve import settings
-from mlserve.cli import output
+from mlserve.cli import options, output
 
 
 def bench(
     concurrency: str = typer.Option("1,8,32", "--concurrency", "-c",
                                     help="Comma-separated levels of requests in flight."),
     duration: Optional[float] = typer.Option(None, "--duration", "-d",
-                                             help="Seconds per level [default: 5; at most 600]."),
+                                             help="Seconds per level (default: 5; at most 600)."),
     requests: Optional[int] = typer.Option(None, "--requests", "-n",
                                            help="Requests per level instead of a duration (still capped at 600 s)."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Images per request."),
     warmup: float = typer.Option(1.0, "--warmup", help="Seconds of unmeasured load before each level."),
-    url: Optional[str] = typer.Option(None, "--url", help="REST address [env: MLSERVE_URL]."),
-    grpc: bool = typer.Option(False, "--grpc", help="Use gRPC instead of REST."),
-    grpc_server: Optional[str] = typer.Option(None, "--grpc-server", help="gRPC address [env: MLSERVE_GRPC_SERVER]."),
-    model: Optional[str] = typer.Option(None, "--model", help="Served model name [env: MLSERVE_MODEL_NAME]."),
-    version: Optional[int] = typer.Option(None, "--version", "-v", metavar="N", help="Ask for this version."),
-    label: Optional[str] = typer.Option(None, "--label", help="Ask for this version label."),
-    signature: str = typer.Option("serving_default", "--signature", help="Signature to run."),
-    columnar: bool = typer.Option(False, "--columnar", help="REST columnar format ({'inputs': ...})."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per request [env: MLSERVE_TIMEOUT]."),
-    data: Optional[str] = typer.Option(None, "--data", help="MNIST data for the images sent [env: MLSERVE_DATA]."),
+    url: options.Url = None,
+    grpc: options.Grpc = False,
+    grpc_server: options.GrpcServer = None,
+    model: options.Model = None,
+    version: options.Version = None,
+    label: options.Label = None,
+    signature: options.Signature = "serving_default",
+    columnar: options.Columnar = False,
+    timeout: options.Timeout = None,
+    data: options.Data = None,
     price_per_hour: Optional[float] = typer.Option(
         None, "--price-per-hour", help="Machine price per hour: adds the cost of a million predictions."),
-    json_: bool = typer.Option(False, "--json", help="Print JSON (and nothing else) on stdout."),
+    json_: options.Json = False,
     plot: bool = typer.Option(False, "--plot", help="Save latency and throughput charts as PNG."),
     plot_file: Optional[Path] = typer.Option(
-        None, "--plot-file", help="Where --plot writes [default: <home>/plots/bench-<time>.png]."),
+        None, "--plot-file", help="Where --plot writes (default: <home>/plots/bench-<time>.png)."),
     self_test: bool = typer.Option(False, "--self-test",
                                    help="Measure the load generator's own ceiling against a canned server."),
 ) -> None:

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from mlserve import settings
-from mlserve.cli import output
+from mlserve.cli import options, output
 
 
 def predict(
@@ -21,21 +21,20 @@ def predict(
         None, "--image", help="A PNG/JPEG digit (repeatable); light backgrounds are inverted to MNIST's."),
     npy: Optional[Path] = typer.Option(
         None, "--npy", help="A .npy array: (N,28,28), (N,28,28,1) or (N,784); uint8 0-255 or float 0-1."),
-    data: Optional[str] = typer.Option(None, "--data", help="MNIST data for the test split [env: MLSERVE_DATA]."),
-    url: Optional[str] = typer.Option(None, "--url", help="REST address [env: MLSERVE_URL; default http://127.0.0.1:8501]."),
-    grpc: bool = typer.Option(False, "--grpc", help="Use gRPC instead of REST."),
-    grpc_server: Optional[str] = typer.Option(
-        None, "--grpc-server", help="gRPC address [env: MLSERVE_GRPC_SERVER; default 127.0.0.1:8500]."),
-    model: Optional[str] = typer.Option(None, "--model", help="Served model name [env: MLSERVE_MODEL_NAME]."),
-    version: Optional[int] = typer.Option(None, "--version", "-v", metavar="N", help="Ask for this version."),
-    label: Optional[str] = typer.Option(None, "--label", help="Ask for this version label (e.g. stable)."),
-    signature: str = typer.Option("serving_default", "--signature", help="Signature to run."),
-    columnar: bool = typer.Option(False, "--columnar", help="REST columnar format ({'inputs': ...})."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per request [env: MLSERVE_TIMEOUT]."),
-    json_: bool = typer.Option(False, "--json", help="Print JSON (and nothing else) on stdout."),
+    data: options.Data = None,
+    url: options.Url = None,
+    grpc: options.Grpc = False,
+    grpc_server: options.GrpcServer = None,
+    model: options.Model = None,
+    version: options.Version = None,
+    label: options.Label = None,
+    signature: options.Signature = "serving_default",
+    columnar: options.Columnar = False,
+    timeout: options.Timeout = None,
+    json_: options.Json = False,
     plot: bool = typer.Option(False, "--plot", help="Save the course figure (images titled with the answers) as PNG."),
     plot_file: Optional[Path] = typer.Option(
-        None, "--plot-file", help="Where --plot writes [default: <home>/plots/predictions-<time>.png]."),
+        None, "--plot-file", help="Where --plot writes (default: <home>/plots/predictions-<time>.png)."),
 ) -> None:
     """Send digits to a model server (REST or gRPC) and show each prediction with its confidence.
 

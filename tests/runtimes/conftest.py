@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,24 +17,14 @@ from typing import Iterator
 
 import pytest
 
+from ports import free_port, port_is_free  # noqa: F401 - free_port is used by the tests
+
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 MODEL = "digits_model"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
+    return port_is_free(port, "0.0.0.0")
 
 
 def pid_gone(pid: int, timeout: float = 10.0) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
+
+from ports import free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -119,10 +120,6 @@ def digits_base(tmp_path: Path, write_version: Callable[..., Path]) -> Path:
     return base
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def digits_batch(n: int = 2, seed: int = 0) -> np.ndarray:
