@@ -122,12 +122,14 @@ def status(
         _say("No server is running (start one: mlserve serve --detach).")
         return
     table = Table()
-    for column in ("name", "runtime", "pid/container", "REST", "gRPC", "models", "started"):
+    for column in ("name", "runtime", "pid", "REST/gRPC", "models", "since"):
         table.add_column(column, overflow="fold")
     for s in states:
         r = s.record
-        table.add_row(r.name, r.runtime, r.container or str(r.pid), f"{r.host}:{r.rest_port}",
-                      f"{r.host}:{r.grpc_port}", _versions(s.models), r.started)
+        ports = f"{r.rest_port}/{r.grpc_port}" + ("" if r.host == "127.0.0.1" else f"\non {r.host}")
+        since = r.started[11:19] if len(r.started) >= 19 else r.started  # ISO time: HH:MM:SS
+        table.add_row(r.name, r.runtime, r.container or str(r.pid), ports,
+                      _versions(s.models).replace("; ", "\n"), since)
     output.out.print(table)
 
 
