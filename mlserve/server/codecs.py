@@ -24,7 +24,6 @@ import base64
 import binascii
 import json
 import math
-import re
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -151,8 +150,8 @@ def _decode_b64(value: Any) -> bytes:
 
 # ------------------------------------------------------------- the numeric-tensor fast path
 
-# A run of JSON that can only be a nested array of plain numbers (no strings, objects, literals).
-_NUMERIC_RUN = re.compile(rb"\[[\[\]0-9eE+\-.,\s]*\]")
+# The bytes of a nested array of plain numbers (no strings, objects, literals).
+_NUMERIC_JSON = b"[],0123456789eE+-. \t\r\n"
 _FAST_MIN_BYTES = 4096  # below this orjson + np.asarray is as fast
 _PLACEHOLDER = b'"__mlserve_parsed_tensor__"'
 _KEEP_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[],")))
@@ -236,22 +235,41 @@ def parse_predict_json(body: bytes) -> dict[str, Any]:
     """
     if len(body) < _FAST_MIN_BYTES:
         return parse_json(body)
-    match = next((m for m in _NUMERIC_RUN.finditer(body) if m.end() - m.start() >= _FAST_MIN_BYTES),
-                 None)
-    if match is None:
+    span = _tensor_span(body)
+    if span is None:
         return parse_json(body)
+    start, end = span
     try:
-        doc = orjson.loads(body[:match.start()] + _PLACEHOLDER + body[match.end():])
+        doc = orjson.loads(body[:start] + _PLACEHOLDER + body[end:])
     except orjson.JSONDecodeError:
         return parse_json(body)
     placeholder = _PLACEHOLDER[1:-1].decode()
     key = next((k for k in ("instances", "inputs") if isinstance(doc, dict) and doc.get(k) == placeholder),
                None)
-    array = _read_numbers(match.group()) if key else None
+    array = _read_numbers(body[start:end]) if key else None
     if array is None:
         return parse_json(body)
-    doc[key] = ParsedTensor(array, match.group())
+    doc[key] = ParsedTensor(array, body[start:end])
     return doc
+
+
+def _tensor_span(body: bytes) -> tuple[int, int] | None:
+    """Where the value of `instances` (or `inputs`) lies, if it is a large run of plain-number
+    JSON: from the first `[` after the key to the last `]` of the body. Only a candidate: the
+    caller parses the rest of the body and checks that the key holds the cut-out run."""
+    for key in (b'"instances"', b'"inputs"'):
+        at = body.find(key)
+        if at >= 0:
+            break
+    else:
+        return None
+    start = body.find(b"[", at)
+    end = body.rfind(b"]") + 1
+    if start < 0 or end - start < _FAST_MIN_BYTES or body[at + len(key):start].strip() != b":":
+        return None
+    if body[start:end].translate(None, _NUMERIC_JSON):  # anything but numbers and brackets
+        return None
+    return start, end
 
 
 def _fast_tensor(value: Any, inputs: Mapping[str, Any]) -> tuple[np.ndarray | None, Any]:
@@ -505,8 +523,11 @@ def decode_predict(doc: Mapping[str, Any], inputs: Mapping[str, Any], *, strict:
     raise _bad("Missing 'inputs' or 'instances' key")
 
 
-def needs_strict(body: bytes) -> bool:
-    """Whether the body has a JSON boolean that numpy would silently read as a number."""
+def needs_strict(body: bytes, doc: Mapping[str, Any] | None = None) -> bool:
+    """Whether the body has a JSON boolean that numpy would silently read as a number (never for
+    a tensor read by the fast path, which holds numbers only)."""
+    if doc is not None and any(isinstance(doc.get(k), ParsedTensor) for k in ("instances", "inputs")):
+        return False
     return b"true" in body or b"false" in body
 
 

@@ -464,15 +464,16 @@ class RestServer:
 
         A lone client (one open connection) with a small predict is served right here on the
         loop: nothing else can be waiting, and skipping the two thread hand-offs takes ~20% off
-        its latency. With more connections the pool takes every request, so a long inference
-        never holds up the others' I/O.
+        its latency. That holds with batching on too: a lone client's request could only form a
+        batch of one, after waiting out the batch timeout. With more connections the pool (or
+        the batcher) takes every request, so a long inference never holds up the others' I/O.
         """
-        if (api == "predict" and len(self.connections) == 1 and self.batcher is None
+        if (api == "predict" and len(self.connections) == 1
                 and len(req.body) <= INLINE_MAX_BYTES):
             def deliver_inline(status: int, body: bytes, code: str) -> None:
                 self._finish(conn, req, path, status, body, api=api, model=model, code=code)
 
-            self._inference_job(deliver_inline, model, version, label, api, req.body)
+            self._inference_job(deliver_inline, model, version, label, api, req.body, batch=False)
             return
         loop = self.loop
         state = {"done": False}
@@ -498,13 +499,13 @@ class RestServer:
             deliver(503, codecs.encode_error("Server is shutting down"), "UNAVAILABLE")
 
     def _inference_job(self, reply: Callable[[int, bytes, str], None], model: str, version: int | None,
-                       label: str | None, api: str, body: bytes) -> None:
+                       label: str | None, api: str, body: bytes, batch: bool = True) -> None:
         """Worker thread: parse, look up, run (or submit to the batcher), encode, reply."""
         try:
             doc = codecs.parse_predict_json(body) if api == "predict" else codecs.parse_json(body)
             servable = self.manager.get(model, version, label)
             if api == "predict":
-                self._predict(reply, servable, doc, body)
+                self._predict(reply, servable, doc, body, batch)
             else:
                 reply(200, self._examples(servable, doc, api), "OK")
         except ServingError as e:
@@ -513,7 +514,8 @@ class RestServer:
             log.exception("REST %s failed", api)
             reply(500, codecs.encode_error(str(e)), "INTERNAL")
 
-    def _predict(self, reply: Callable[[int, bytes, str], None], servable: Any, doc: dict, body: bytes) -> None:
+    def _predict(self, reply: Callable[[int, bytes, str], None], servable: Any, doc: dict, body: bytes,
+                 batch: bool = True) -> None:
         sig_name = codecs.signature_name(doc) or "serving_default"
         key = (id(servable), sig_name)
         dtypes = self._inputs_cache.get(key)
@@ -526,8 +528,8 @@ class RestServer:
             if len(self._inputs_cache) > 1024:
                 self._inputs_cache.clear()
             self._inputs_cache[key] = dtypes
-        inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body))
-        if self.batcher is not None:
+        inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
+        if batch and self.batcher is not None:
             future = self.batcher.submit_future(servable, sig_name, inputs)
 
             def done(f: concurrent.futures.Future) -> None:  # on a batch thread

@@ -191,3 +191,14 @@ def test_fast_path_falls_back_for_invalid_json_and_odd_layouts() -> None:
     np.testing.assert_array_equal(fast[0]["i"], plain[0]["i"])
     _, fast, plain = _both_paths(json.dumps({"instances": rows}).encode(), {"a": np.float32, "b": np.float32})
     assert fast == plain and fast[0] == "error"
+
+
+def test_fast_path_with_keys_after_the_tensor() -> None:
+    values = np.random.default_rng(3).random((2, 28, 28, 1))
+    plain_tail = json.dumps({"instances": values.tolist(), "signature_name": "serving_default"}).encode()
+    odd_tail = json.dumps({"instances": values.tolist(), "signature_name": "x]y"}).encode()
+    for body in (plain_tail, odd_tail):
+        _, fast, plain = _both_paths(body, {"x": np.float32})
+        np.testing.assert_array_equal(fast[0]["x"], plain[0]["x"])
+    assert isinstance(codecs.parse_predict_json(plain_tail)["instances"], codecs.ParsedTensor)
+    assert codecs.parse_predict_json(odd_tail)["signature_name"] == "x]y"
