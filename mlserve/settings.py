@@ -88,7 +88,7 @@ def _convert(setting: Setting, raw: Any) -> Any:
     except ValueError:
         raise UsageError(
             f"{setting.env}={text!r} is not a valid {setting.kind.__name__}",
-            hint=f"unset {setting.env} or give it a {setting.kind.__name__} value",
+            hint=f"unset {setting.env} or set it to a valid {setting.kind.__name__}",
         ) from None
 
 

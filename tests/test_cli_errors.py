@@ -63,3 +63,13 @@ def test_every_exit_code_is_documented() -> None:
     page = (Path(__file__).parent.parent / "docs" / "exit-codes.md").read_text()
     for code in ExitCode:
         assert f"| {int(code)} | {code.name} |" in page, code
+
+
+def test_error_and_hint_stay_one_line_each_on_a_narrow_terminal(tmp_path: Path) -> None:
+    missing = tmp_path / ("a-rather-long-folder-name-" * 4) / "models"
+    proc = mlserve("serve", "--model-base-path", str(missing), env={"COLUMNS": "40"})
+    assert proc.returncode == ExitCode.NOT_FOUND
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("Error: ") and str(missing) in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("Hint: ")
+    assert proc.stdout == ""

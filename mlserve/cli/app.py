@@ -66,13 +66,16 @@ def _debug() -> bool:
 
 def report(error: MlserveError) -> None:
     """Print an MlserveError the way every command does: Error, optional details, Hint."""
+    from rich.markup import escape
+
     from mlserve.cli.output import err
 
-    err.print(f"[bold red]Error:[/bold red] {error.message}", markup=True, highlight=False)
+    # soft_wrap: each stays one line however narrow the terminal (grep-able, as promised)
+    err.print(f"[bold red]Error:[/bold red] {escape(error.message)}", soft_wrap=True)
     if error.details:
-        err.print(error.details, markup=False, highlight=False)
+        err.print(error.details, markup=False, highlight=False, soft_wrap=True)
     if error.hint:
-        err.print(f"[bold]Hint:[/bold] {error.hint}", markup=True, highlight=False)
+        err.print(f"[bold]Hint:[/bold] {escape(error.hint)}", soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
