@@ -275,6 +275,11 @@ def start(plan: Plan, *, detach: bool, notify: Notify,
             log_path=str(plan.log_path), command=plan.launch.argv, started=_now(),
             container=plan.launch.container, detached=detach, gpu=opts.gpu,
             mlserve_pid=None if detach else os.getpid())
+        # pid + start time name the process; its command line is read once it is ready (a
+        # launcher may still exec into the server before that)
+        record.proc_start_ticks = process.proc_start_ticks(proc.pid)
+        if detach:  # recorded before the wait: if mlserve dies meanwhile, status/stop still find it
+            records.save(plan.workspace, record)
         try:
             try:
                 process.wait_ready(
@@ -293,7 +298,6 @@ def start(plan: Plan, *, detach: bool, notify: Notify,
                     "raise --ready-timeout if the model is large, or read the log: "
                     f"`mlserve logs {opts.name}`") from None
             record.proc_cmdline = process.proc_cmdline(proc.pid)
-            record.proc_start_ticks = process.proc_start_ticks(proc.pid)
             records.save(plan.workspace, record)
             if detach:
                 return RunResult(record, "detached")

@@ -187,3 +187,28 @@ def test_killed_mlserve_leaves_no_orphan(env: Env, base_path: Path, ports: tuple
     proc.wait(timeout=10)
     assert pid_gone(child) and port_free(ports[1])
     assert env.status() == []  # the record it left is found stale and removed
+
+
+def test_mlserve_killed_during_a_detached_start_leaves_a_server_status_and_stop_find(
+        env: Env, base_path: Path, ports: tuple[int, int], tmp_path: Path) -> None:
+    """A detached server outlives mlserve on purpose, so it is recorded before the readiness wait:
+    if mlserve is killed while waiting, the server is not an unknown orphan."""
+    grpc, rest = ports
+    err = tmp_path / "serve.stderr"
+    with open(err, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlserve", "serve", "--detach", "--runtime", "binary",
+             "--model-base-path", str(base_path), "--port", str(grpc), "--rest-port", str(rest)],
+            env={**env, "MLSERVE_STANDIN_READY_DELAY": "60"}, stdout=subprocess.DEVNULL, stderr=sink)
+    record = env.home / "servers" / f"{MODEL}.json"
+    deadline = time.monotonic() + 30
+    while not record.exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, err.read_text()
+        time.sleep(0.05)
+    proc.kill()  # mlserve dies mid-wait; the detached child lives on
+    proc.wait(timeout=10)
+    child = json.loads(record.read_text())["pid"]
+    assert [s["pid"] for s in env.status()] == [child]
+    done = env.run("stop", MODEL)
+    assert done.returncode == 0, done.stderr
+    assert pid_gone(child) and port_free(rest) and env.status() == []
