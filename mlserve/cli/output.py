@@ -22,6 +22,3 @@ def info(message: str) -> None:
     """A progress or status line for the user (stderr)."""
     err.print(message)
 
-
-def warn(message: str) -> None:
-    err.print(f"[yellow]Warning:[/yellow] {message}")

@@ -62,10 +62,6 @@ def tf_type_name(dtype: Any) -> str:
 # --------------------------------------------------------------------------------------- parsing
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid literal {name}")
-
-
 def _depth_exceeds(doc: Any, limit: int) -> bool:
     """Whether `doc` nests lists/objects deeper than `limit` (iterative: no recursion limit)."""
     stack = [(doc, 1)]

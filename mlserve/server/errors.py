@@ -58,10 +58,3 @@ class ServingError(Exception):
     def __str__(self) -> str:
         return self.message
 
-
-def invalid_argument(message: str) -> ServingError:
-    return ServingError("INVALID_ARGUMENT", message)
-
-
-def not_found(message: str) -> ServingError:
-    return ServingError("NOT_FOUND", message)
