@@ -1,12 +1,10 @@
 """`mlserve predict` as a user runs it (a subprocess) against a real embedded server subprocess."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from probes import heavy_imports
 from PIL import Image
 
 from mlserve.inputs import load_image_file, validate_images
@@ -157,20 +155,6 @@ def test_validate_images_rejects(bad, match) -> None:
 
 
 def test_predict_imports_neither_tensorflow_nor_matplotlib(digits_server) -> None:
-    probe = r"""
-import json, sys
-import mlserve.cli.predict
-from mlserve.cli.app import main
-try:
-    main(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-heavy = sorted(m for m in ("tensorflow", "keras", "matplotlib") if m in sys.modules)
-print("PROBE" + json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
-"""
     for args in (["predict", "--help"], ["predict", *_grpc(digits_server), "--json"],
                  ["predict", *_rest(digits_server)]):
-        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
-                              timeout=60)
-        result = json.loads(proc.stderr.rsplit("PROBE", 1)[-1])
-        assert result == {"code": 0, "heavy": []}, (args, proc.stderr[-1500:])
+        assert heavy_imports(args) == {"code": 0, "heavy": []}, args

@@ -4,24 +4,10 @@ Run in a fresh interpreter (a subprocess), since this test process may have impo
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+from probes import heavy_imports
 
 from mlserve.cli.app import app
-
-PROBE = r"""
-import json, sys
-from mlserve.cli.app import main
-try:
-    main(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-heavy = sorted(m for m in ("tensorflow", "keras", "matplotlib") if m in sys.modules)
-print("\nPROBE" + json.dumps({"code": code, "heavy": heavy}))
-"""
 
 
 def _commands() -> list[list[str]]:
@@ -36,25 +22,18 @@ def _commands() -> list[list[str]]:
     return result
 
 
-def _probe(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                          timeout=60)
-    line = proc.stdout.rsplit("PROBE", 1)[-1]
-    return json.loads(line)
-
-
 @pytest.mark.parametrize("args", _commands(), ids=lambda a: " ".join(a) or "mlserve")
 def test_help_does_not_import_tensorflow_or_matplotlib(args: list[str]) -> None:
-    result = _probe([*args, "--help"])
+    result = heavy_imports([*args, "--help"])
     assert result["code"] == 0
     assert result["heavy"] == []
 
 
 def test_version_is_fast_and_light() -> None:
-    result = _probe(["--version"])
+    result = heavy_imports(["--version"])
     assert result == {"code": 0, "heavy": []}
 
 
 def test_config_is_client_only() -> None:
-    result = _probe(["config", "--json"])
+    result = heavy_imports(["config", "--json"])
     assert result == {"code": 0, "heavy": []}
