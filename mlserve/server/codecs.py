@@ -147,7 +147,9 @@ def _decode_b64(value: Any) -> bytes:
 # ------------------------------------------------------------- the numeric-tensor fast path
 
 # The bytes of a nested array of plain numbers (no strings, objects, literals).
-_NUMERIC_JSON = b"[],0123456789eE+-. \t\r\n"
+# In a run orjson reads as a flat array of values, these bytes begin every value but a number
+# (string, true, false, null, object); NaN and Infinity it refuses itself.
+_NOT_NUMBER_STARTS = (b'"', b"t", b"f", b"n", b"{")
 _FAST_MIN_BYTES = 4096  # below this orjson + np.asarray is as fast
 _PLACEHOLDER = b'"__mlserve_parsed_tensor__"'
 _KEEP_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[],")))
@@ -263,7 +265,8 @@ def _tensor_span(body: bytes) -> tuple[int, int] | None:
     end = body.rfind(b"]") + 1
     if start < 0 or end - start < _FAST_MIN_BYTES or body[at + len(key):start].strip() != b":":
         return None
-    if body[start:end].translate(None, _NUMERIC_JSON):  # anything but numbers and brackets
+    span = body[start:end]
+    if any(c in span for c in _NOT_NUMBER_STARTS):  # one memchr each: faster than a translate
         return None
     return start, end
 
