@@ -27,6 +27,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import signal
 import socket
 import subprocess
@@ -303,7 +304,8 @@ def _children_cpu() -> float:
 
 def run_wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict:
     """wrk on the load core, 1 thread, closed loop; figures from predict.lua's done() hook."""
-    argv = ["taskset", "-c", LOADGEN_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
+    seconds = max(1, round(seconds))  # wrk takes whole seconds
+    argv = ["taskset", "-c", LOADGEN_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
             "--timeout", "10s", "-s", str(HERE / "predict.lua"), url]
     cpu0 = _children_cpu()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
@@ -382,10 +384,14 @@ def mlflow_available() -> str | None:
     return None
 
 
+def latest_version(base: Path) -> Path:
+    return max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
 def build_targets(base: Path, work: Path, args: argparse.Namespace) -> list[Target]:
     py = sys.executable
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    model_dir = max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    model_dir = latest_version(base)
     targets: list[Target] = []
     why_not = embedded_available()
     batching_file = work / "batching_parameters.txt"
@@ -456,9 +462,19 @@ SCENARIOS = [  # name, protocol, images per request, connections
 ]
 
 
-def bench_target(t: Target, files: dict[str, Path], work: Path, args: argparse.Namespace) -> dict:
-    """Start one server, check it answers correctly, warm it up, run its scenarios, stop it."""
-    result: dict[str, Any] = {"describe": t.describe, "command": t.argv, "scenarios": {}}
+@dataclass
+class Live:
+    """A started, checked and warmed-up server, with its figures so far."""
+
+    target: Target
+    proc: subprocess.Popen
+    logfile: Path
+    result: dict
+
+
+def launch(t: Target, files: dict[str, Path], work: Path, args: argparse.Namespace) -> Live:
+    """Start one server, check it answers correctly and warm it up; raises when it cannot."""
+    result: dict[str, Any] = {"describe": t.describe, "command": t.argv, "scenarios": {}, "rounds": {}}
     logfile = work / f"{t.name}.log"
     log(f"[{t.name}] starting: {' '.join(t.argv[:4])} ...")
     started = time.monotonic()
@@ -483,43 +499,138 @@ def bench_target(t: Target, files: dict[str, Path], work: Path, args: argparse.N
         run_wrk(t.rest_url, files["rest_64"], 4, max(1.0, args.warmup / 2))
         if t.grpc_port:
             run_grpc_load(t.grpc_port, files["grpc_1"], 8, max(1.0, args.warmup / 2))
-        if t.memory:
-            warm = group_rss_kib(proc.pid)
-            log(f"[{t.name}] memory run: {args.memory_seconds:g}s at 32 connections")
-            run = run_wrk(t.rest_url, files["rest_1"], 32, args.memory_seconds)
-            after = group_rss_kib(proc.pid)
-            result["memory"] = {"rss_after_warmup_mib": round(warm / 1024, 1),
-                                "rss_after_run_mib": round(after / 1024, 1),
-                                "run_seconds": args.memory_seconds, "run": run,
-                                "growth_pct": round(100 * (after - warm) / warm, 1) if warm else None}
-        for name, protocol, images, conns in SCENARIOS:
-            if protocol == "grpc" and not t.grpc_port:
-                continue
-            key = f"{protocol}_{images}"
-            log(f"[{t.name}] {name}: {args.seconds:g}s")
-            meter = ServerCoreMeter(proc.pid)
-            try:
-                if protocol == "rest":
-                    figures = run_wrk(t.rest_url, files[key], conns, args.seconds)
-                else:
-                    figures = run_grpc_load(t.grpc_port, files[key], conns, args.seconds)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                figures = {"failed": str(e)}
-            else:
-                figures["images_per_s"] = round(figures["rps"] * images, 1)
-                figures.update(meter.read())
-                if figures.get("server_cpu"):  # throughput per second of server CPU: less noisy
-                    figures["rps_per_cpu_s"] = round(figures["rps"] / figures["server_cpu"], 1)
-            result["scenarios"][name] = figures
-        result["rss_at_end_mib"] = round(group_rss_kib(proc.pid) / 1024, 1)
-        if proc.poll() is not None:
-            result["note"] = f"server exited during the run ({proc.returncode})"
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-        result["skipped"] = f"failed: {str(e).strip()[:1500]}"
-        log(f"[{t.name}] {result['skipped']}")
-    finally:
+    except BaseException:
         stop(proc)
-    return result
+        raise
+    return Live(t, proc, logfile, result)
+
+
+def memory_run(live: Live, files: dict[str, Path], args: argparse.Namespace) -> None:
+    """RSS after warm-up, then after a run at 32 connections."""
+    t, proc = live.target, live.proc
+    warm = group_rss_kib(proc.pid)
+    log(f"[{t.name}] memory run: {args.memory_seconds:g}s at 32 connections")
+    run = run_wrk(t.rest_url, files["rest_1"], 32, args.memory_seconds)
+    after = group_rss_kib(proc.pid)
+    live.result["memory"] = {"rss_after_warmup_mib": round(warm / 1024, 1),
+                             "rss_after_run_mib": round(after / 1024, 1),
+                             "run_seconds": args.memory_seconds, "run": run,
+                             "growth_pct": round(100 * (after - warm) / warm, 1) if warm else None}
+
+
+def one_round(live: Live, files: dict[str, Path], protocol: str, images: int, conns: int,
+              seconds: float) -> dict:
+    """One short load run of one scenario against one server, with its core figures."""
+    t = live.target
+    meter = ServerCoreMeter(live.proc.pid)
+    try:
+        if protocol == "rest":
+            figures = run_wrk(t.rest_url, files[f"rest_{images}"], conns, seconds)
+        else:
+            figures = run_grpc_load(t.grpc_port, files[f"grpc_{images}"], conns, seconds)  # type: ignore[arg-type]
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        return {"failed": str(e)}
+    figures["images_per_s"] = round(figures["rps"] * images, 1)
+    figures.update(meter.read())
+    return figures
+
+
+def summarize(rounds: list[dict]) -> dict:
+    """A scenario's figures over its rounds: medians of rates and percentiles, sums of counts,
+    and the spread of req/s so a reader sees how steady the machine was."""
+    ok = [r for r in rounds if "failed" not in r]
+    if not ok:
+        return {"failed": rounds[-1]["failed"] if rounds else "no rounds ran"}
+    med = lambda key: statistics.median(r[key] for r in ok if key in r)
+    out: dict[str, Any] = {
+        "rounds": len(ok), "requests": sum(r["requests"] for r in ok), "ok": sum(r["ok"] for r in ok),
+        "errors": sum(r["errors"] for r in ok), "seconds": round(sum(r["seconds"] for r in ok), 2),
+        "rps": round(med("rps"), 1), "rps_min": min(r["rps"] for r in ok),
+        "rps_max": max(r["rps"] for r in ok), "images_per_s": round(med("images_per_s"), 1),
+        "p50_ms": med("p50_ms"), "p90_ms": med("p90_ms"), "p99_ms": med("p99_ms"),
+        "loadgen_cpu": round(med("loadgen_cpu"), 2)}
+    if all("server_cpu" in r for r in ok):
+        for key in ("server_cpu", "core_others", "core_steal"):
+            out[key] = round(med(key), 2)
+        if out["server_cpu"]:  # throughput per second of server CPU: less noisy on a shared core
+            out["rps_per_cpu_s"] = round(out["rps"] / out["server_cpu"], 1)
+    if len(ok) < len(rounds):
+        out["failed_rounds"] = [r["failed"] for r in rounds if "failed" in r]
+    return out
+
+
+def round_plan(args: argparse.Namespace, images: int) -> tuple[int, int]:
+    """(rounds, whole seconds per round) for a scenario. A round of 64-image requests lasts at
+    least 5 s (or the whole scenario when shorter): the slow servers take over a second per
+    request at 8 connections, and a shorter round would end before most of them answer."""
+    seconds = args.seconds / args.rounds
+    if images > 1:
+        seconds = max(seconds, min(5.0, args.seconds))
+    seconds = max(1, round(seconds))  # wrk takes whole seconds
+    return max(1, round(args.seconds / seconds)), seconds
+
+
+def settle(server: Live, timeout: float = 30.0) -> None:
+    """Wait until a server has worked off what the last round left queued (a slow server keeps
+    answering requests the generator already gave up on), so that it does not eat into the
+    next server's round on the same core."""
+    deadline = time.monotonic() + timeout
+    before = group_cpu_seconds(server.proc.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = group_cpu_seconds(server.proc.pid)
+        if now - before < 0.02:  # under 10% of the core: idle
+            return
+        before = now
+
+
+def bench_all(targets: list[Target], files: dict[str, Path], work: Path, base: Path,
+              args: argparse.Namespace) -> dict[str, dict]:
+    """Start every server (each idles on the server core while another is measured), then run
+    each scenario as `args.rounds` short rounds that alternate between the servers, so a slow
+    spell of the shared machine lands on all of them instead of on whichever ran then."""
+    results: dict[str, dict] = {}
+    live: list[Live] = []
+    try:
+        for t in targets:
+            if t.skipped:
+                log(f"[{t.name}] skipped: {t.skipped}")
+                results[t.name] = {"describe": t.describe, "skipped": t.skipped}
+                continue
+            try:
+                if t.name == "mlflow":
+                    prepare_mlflow(latest_version(base), work)
+                server = launch(t, files, work, args)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                results[t.name] = {"describe": t.describe, "skipped": f"failed: {str(e).strip()[:1500]}"}
+                log(f"[{t.name}] {results[t.name]['skipped']}")
+                continue
+            live.append(server)
+            results[t.name] = server.result
+        for server in live:
+            if server.target.memory:
+                memory_run(server, files, args)
+        for name, protocol, images, conns in SCENARIOS:
+            runners = [s for s in live if protocol == "rest" or s.target.grpc_port]
+            rounds, seconds = round_plan(args, images)
+            log(f"{name}: {rounds} rounds of {seconds}s across {len(runners)} servers")
+            for r in range(rounds):
+                for server in (runners if r % 2 == 0 else runners[::-1]):
+                    if server.proc.poll() is not None:
+                        continue
+                    figures = one_round(server, files, protocol, images, conns, seconds)
+                    server.result["rounds"].setdefault(name, []).append(figures)
+                    settle(server)
+            for server in runners:
+                server.result["scenarios"][name] = summarize(server.result["rounds"].get(name, []))
+        for server in live:
+            server.result["rss_at_end_mib"] = round(group_rss_kib(server.proc.pid) / 1024, 1)
+            if server.proc.poll() is not None:
+                server.result["note"] = f"server exited during the run ({server.proc.returncode})"
+    finally:
+        for server in live:
+            stop(server.proc)
+    return results
 
 
 def grpc_ceiling(files: dict[str, Path], work: Path, args: argparse.Namespace) -> dict:
@@ -622,9 +733,10 @@ def _core_columns(s: dict) -> str:
 def render(results: dict) -> str:
     lines = [f"Serving benchmark {results['date']}  machine: {results['machine']['cpu_model']}, "
              f"{results['machine']['cores']} cores; server on core {SERVER_CORE}, load on core "
-             f"{LOADGEN_CORE}; {results['seconds']:g}s per scenario",
+             f"{LOADGEN_CORE}; {results['seconds']:g}s per scenario in rounds alternating between "
+             f"servers ({results['round_plan']}); figures are medians of the rounds",
              f"loadavg at start {results['machine']['loadavg']}, at end {results['loadavg_end']}", ""]
-    header = f"{'server':<20} {'scenario':<14} {'req/s':>9} {'images/s':>9} {'p50 ms':>8} " \
+    header = f"{'server':<20} {'scenario':<14} {'req/s':>9} {'(rounds)':>13} {'images/s':>9} {'p50 ms':>8} " \
              f"{'p99 ms':>8} {'errors':>6} {'gen cpu':>7} {'srv cpu':>7} {'others':>6} {'steal':>5}"
     lines += [header, "-" * len(header)]
     for name, server in results["servers"].items():
@@ -635,7 +747,8 @@ def render(results: dict) -> str:
             if "failed" in s:
                 lines.append(f"{name:<20} {scenario:<14} failed: {s['failed'].splitlines()[0][:80]}")
                 continue
-            lines.append(f"{name:<20} {scenario:<14} {s['rps']:>9.1f} {s['images_per_s']:>9.1f} "
+            spread = f"{s['rps_min']:.0f}-{s['rps_max']:.0f}" if "rps_min" in s else ""
+            lines.append(f"{name:<20} {scenario:<14} {s['rps']:>9.1f} {spread:>13} {s['images_per_s']:>9.1f} "
                          f"{s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {s['errors']:>6} {s['loadgen_cpu']:>7.2f}"
                          + _core_columns(s))
         if server.get("memory"):
@@ -648,7 +761,7 @@ def render(results: dict) -> str:
         if scenario == "skipped":
             lines.append(f"{'grpc ceiling':<20} skipped: {s}")
         else:
-            lines.append(f"{'grpc ceiling':<20} {scenario:<14} {s['rps']:>9.1f} {'':>9} {s['p50_ms']:>8.2f} "
+            lines.append(f"{'grpc ceiling':<20} {scenario:<14} {s['rps']:>9.1f} {'':>13} {'':>9} {s['p50_ms']:>8.2f} "
                          f"{s['p99_ms']:>8.2f} {s['errors']:>6} {s['loadgen_cpu']:>7.2f}" + _core_columns(s))
             if s.get("generator_saturates_at_rps"):
                 lines.append(f"{'':<20} {'':<14} (generator alone would saturate its core at "
@@ -667,6 +780,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, help="seconds per scenario (default 10, --long 30)")
     p.add_argument("--memory-seconds", type=float, help="memory run length (default = --seconds, --long 60)")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per server")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds per scenario, alternating between the servers (default 5; each "
+                        "round lasts --seconds / --rounds, at least 1 s)")
     p.add_argument("--only", help="comma-separated servers: embedded,embedded+batching,handwritten,"
                                   "handwritten-threads,canned-fastapi,mlflow")
     p.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
@@ -676,6 +792,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
     args.seconds = args.seconds or (30.0 if args.long else 10.0)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     args.memory_seconds = args.memory_seconds or (60.0 if args.long else args.seconds)
     return args
 
@@ -710,27 +828,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: dict[str, Any] = {
         "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine_state(),
-        "seconds": args.seconds, "memory_seconds": args.memory_seconds, "model": how,
+        "seconds": args.seconds, "rounds": args.rounds, "memory_seconds": args.memory_seconds, "model": how,
+        "round_plan": "; ".join(f"{n} image{'s' if n > 1 else ''}: {r} x {sec}s"
+                                for n in (1, 64) for r, sec in [round_plan(args, n)]),
         "body_bytes": {"rest_1img": files["rest_1"].stat().st_size,
                        "rest_64img": files["rest_64"].stat().st_size,
                        "grpc_1img": files["grpc_1"].stat().st_size,
                        "grpc_64img": files["grpc_64"].stat().st_size},
         "servers": {},
     }
-    targets = build_targets(base, work, args)
-    for t in targets:
-        if t.skipped:
-            log(f"[{t.name}] skipped: {t.skipped}")
-            results["servers"][t.name] = {"describe": t.describe, "skipped": t.skipped}
-            continue
-        if t.name == "mlflow":
-            try:
-                model_dir = max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-                prepare_mlflow(model_dir, work)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                results["servers"][t.name] = {"describe": t.describe, "skipped": str(e)}
-                continue
-        results["servers"][t.name] = bench_target(t, files, work, args)
+    results["servers"] = bench_all(build_targets(base, work, args), files, work, base, args)
     if not args.no_ceiling:
         results["grpc_generator_ceiling"] = grpc_ceiling(files, work, args)
     results["loadavg_end"] = _loadavg()

@@ -172,3 +172,44 @@ def test_mlflow_serves_the_same_model(model_dir: Path, tmp_path: Path) -> None:
     finally:
         serving.stop(proc)
     assert port_is_free(port)
+
+
+def test_rounds_are_summarised_as_medians_with_their_spread() -> None:
+    def round_(rps: float, p50: float, p99: float) -> dict:
+        return {"requests": int(rps), "ok": int(rps), "errors": 0, "seconds": 1.0, "rps": rps,
+                "images_per_s": rps, "p50_ms": p50, "p90_ms": p50, "p99_ms": p99, "loadgen_cpu": 0.1,
+                "server_cpu": 1.0, "core_others": 0.0, "core_steal": 0.0}
+
+    s = serving.summarize([round_(900, 1.0, 9), round_(1200, 0.7, 3), {"failed": "wrk gave no figures"},
+                           round_(1000, 0.8, 4)])
+    assert (s["rps"], s["rps_min"], s["rps_max"]) == (1000, 900, 1200)
+    assert (s["p50_ms"], s["p99_ms"]) == (0.8, 4)
+    assert s["requests"] == 3100 and s["rounds"] == 3
+    assert s["failed_rounds"] == ["wrk gave no figures"]
+    assert serving.summarize([{"failed": "boom"}]) == {"failed": "boom"}
+
+
+def test_a_short_run_end_to_end(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The harness itself, shortened: the embedded server and the canned app started side by
+    side, two alternating rounds per scenario, a table with targets, and the results JSON."""
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install -y wrk): the run needs it")
+    # the harness reuses a model it finds in its work folder: the tiny one, not a training run
+    shutil.copytree(model_dir.parent, tmp_path / "work" / "model" / "tiny" / "digits_model")
+    out = tmp_path / "results"
+    assert serving.main(["--only", "embedded,canned-fastapi", "--seconds", "2", "--rounds", "2",
+                         "--memory-seconds", "1", "--warmup", "0.5", "--no-ceiling",
+                         "--workdir", str(tmp_path / "work"), "--results", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "rounds alternating between servers (1 image: 2 x 1s; 64 images: 1 x 2s)" in table
+    assert "Targets" in table
+    (saved,) = out.glob("*.json")
+    results = json.loads(saved.read_text())
+    for name in ("embedded", "canned-fastapi"):
+        server = results["servers"][name]
+        assert server["scenarios"]["rest_1img_c1"]["rounds"] == 2
+        assert len(server["rounds"]["rest_1img_c32"]) == 2
+        assert server["scenarios"]["rest_1img_c32"]["errors"] == 0
+    assert "grpc_1img_c32" in results["servers"]["embedded"]["scenarios"]
+    assert "grpc_1img_c32" not in results["servers"]["canned-fastapi"]["scenarios"]
+    assert results["servers"]["embedded"]["memory"]["run_seconds"] == 1

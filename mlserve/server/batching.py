@@ -189,7 +189,8 @@ class Batcher:
             if queue is None:
                 queue = self._queues[key] = _Queue(servable, signature_name)
             batches = queue.batches
-            if not batches or batches[-1][0] + rows > opts.max_batch_size:
+            opened = not batches or batches[-1][0] + rows > opts.max_batch_size
+            if opened:
                 if len(batches) >= opts.max_enqueued_batches:
                     raise ServingError("UNAVAILABLE",
                                        "The batch scheduling queue to which this task was submitted is full")
@@ -200,7 +201,11 @@ class Batcher:
             batch = batches[-1]
             batch[0] += rows
             batch[1].append(task)
-            self._cond.notify()
+            # A batch thread must look again only when a batch opens (a new deadline, or the one
+            # before is now closed) or fills; a task joining an open batch changes neither, and
+            # waking a thread per request costs a context switch and a GIL hand-off each.
+            if opened or batch[0] >= opts.max_batch_size:
+                self._cond.notify()
         return future
 
     async def submit(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray]

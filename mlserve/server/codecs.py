@@ -1,8 +1,9 @@
 """JSON <-> numpy for the REST API, following TF Serving's `json_tensor.cc` rules (read for facts).
 
 Fast path: the request's big numeric tensor (the usual batch of images) is cut out of the body
-and read as one flat list of numbers, with its nesting checked against the canonical bracket
-layout of its shape (`parse_predict_json`): no nested Python lists to build and walk. Otherwise
+and read by simdjson into one flat buffer of doubles (orjson's flat list where simdjson is not
+installed), with its nesting checked against the canonical bracket layout of its shape
+(`parse_predict_json`): no Python lists or floats to build and walk. Otherwise
 orjson parses the body and one `np.asarray` call turns each nested list into an array,
 the dtype is checked from the array's inferred kind (not element by element) and orjson writes
 numpy arrays directly. Slow paths run only when needed:
@@ -24,6 +25,7 @@ import base64
 import binascii
 import json
 import math
+import threading
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -208,18 +210,60 @@ def _structure_shape(structure: bytes) -> list[int] | None:
     return shape[::-1]
 
 
+_simdjson_parsers = threading.local()  # a simdjson parser serves one thread, one document at a time
+
+
+def _flat_numbers_simdjson(span: bytes) -> np.ndarray | None:
+    """simdjson reads the nested array straight into one buffer of doubles (no Python floats):
+    ~20 against ~35 µs for 784 numbers. It refuses anything but strict JSON numbers."""
+    parser = getattr(_simdjson_parsers, "parser", None)
+    if parser is None:
+        parser = _simdjson_parsers.parser = simdjson.Parser()
+    try:
+        array = parser.parse(span)
+        try:
+            return np.frombuffer(array.as_buffer(of_type="d"), dtype=np.float64)
+        finally:
+            del array  # the parser may only parse again once no proxy of its document is alive
+    except (ValueError, TypeError, RuntimeError, AttributeError):
+        return None
+
+
+def _flat_numbers_orjson(span: bytes) -> np.ndarray | None:
+    """The numbers as one flat JSON array: orjson reads them strictly, without nesting."""
+    try:
+        return np.array(orjson.loads(b"[" + span.translate(None, b"[]") + b"]"), dtype=np.float64)
+    except (orjson.JSONDecodeError, ValueError, TypeError, OverflowError):
+        return None
+
+
+try:
+    import simdjson
+except ImportError:  # pragma: no cover - a platform without its wheel keeps the orjson reader
+    _flat_numbers = _flat_numbers_orjson
+else:
+    _flat_numbers = _flat_numbers_simdjson
+
+
+# Bracket layouts already proven dense, with their shapes: a client sends the same few shapes,
+# and one dict lookup (a hash and a compare of the layout) replaces re-deriving the shape.
+_dense_layouts: dict[bytes, list[int]] = {}
+
+
 def _read_numbers(span: bytes) -> np.ndarray | None:
     """`span` (a JSON array of numbers) as float64 of its dense shape, or None to take the slow
     path (ragged, empty, or numbers JSON forbids: the slow path words the error)."""
     structure = span.translate(None, _KEEP_STRUCTURE)
-    shape = _structure_shape(structure)
-    if not shape or 0 in shape or structure != _canonical_structure(shape):
-        return None
-    try:  # the numbers as one flat JSON array: orjson reads them strictly, without nesting
-        flat = np.array(orjson.loads(b"[" + span.translate(None, b"[]") + b"]"), dtype=np.float64)
-    except (orjson.JSONDecodeError, ValueError, TypeError, OverflowError):
-        return None
-    if flat.ndim != 1 or flat.size != math.prod(shape):
+    shape = _dense_layouts.get(structure)
+    if shape is None:
+        shape = _structure_shape(structure)
+        if not shape or 0 in shape or structure != _canonical_structure(shape):
+            return None
+        if len(_dense_layouts) >= 64:
+            _dense_layouts.clear()
+        _dense_layouts[structure] = shape
+    flat = _flat_numbers(span)
+    if flat is None or flat.ndim != 1 or flat.size != math.prod(shape):
         return None
     return flat.reshape(shape)
 

@@ -202,3 +202,18 @@ def test_fast_path_with_keys_after_the_tensor() -> None:
         np.testing.assert_array_equal(fast[0]["x"], plain[0]["x"])
     assert isinstance(codecs.parse_predict_json(plain_tail)["instances"], codecs.ParsedTensor)
     assert codecs.parse_predict_json(odd_tail)["signature_name"] == "x]y"
+
+
+@pytest.mark.parametrize("span", [
+    b"[[0.5, 1], [-0.0, 2.5e-3]]", b"[[1E+2, -3]]", b"[ [ 1 , 2 ] ,\n [ 3 , 4 ] ]",
+    b"[[01, 2]]", b"[[1., 2]]", b"[[.5, 2]]", b"[[+1, 2]]", b"[[1, 2,]]", b"[[1e400, 2]]", b"[[1, -]]",
+])
+def test_both_number_readers_agree(span: bytes) -> None:
+    """simdjson (installed) and orjson (the fallback) read a run of numbers alike and refuse the
+    same non-JSON spellings, which then take the exact path and get TF Serving's error."""
+    by_orjson = codecs._flat_numbers_orjson(span)
+    by_simdjson = codecs._flat_numbers_simdjson(span)
+    if by_orjson is None or by_simdjson is None:
+        assert by_orjson is None and by_simdjson is None
+    else:
+        np.testing.assert_array_equal(by_orjson, by_simdjson)
