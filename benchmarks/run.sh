@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Serving benchmark: mlserve's embedded server vs FastAPI baselines and `mlflow models serve`.
-#   benchmarks/run.sh            quick mode: ~10 s per scenario, about 5 minutes in all
-#   benchmarks/run.sh --long     30 s per scenario and a 60 s memory run
+#   benchmarks/run.sh            quick mode: 10 s per scenario in alternating rounds, about 6 minutes
+#   benchmarks/run.sh --long     30 s per scenario and a 60 s memory run, about 16 minutes
 #   benchmarks/run.sh --help     every option of benchmarks/serving.py
 # Installs what it needs first: fastapi/uvicorn into the project venv (the `bench` extra), wrk
 # from Debian, and mlflow into benchmarks/.venv only (it pins many libraries). Set

@@ -11,7 +11,9 @@ Every server under test is pinned to core 0 (`taskset -c 0`), every load generat
 
 Scenarios: REST 1 image at 32 connections, REST 1 image at 1 connection, REST 64 images at 8
 connections; the same three over gRPC (tensor_content) for the embedded server; and the embedded
-server's RSS after warm-up vs after a run at 32 connections. Prints a table and PASS/FAIL against
+server's RSS after warm-up vs after a run at 32 connections. All servers are up at once (idle
+while another is measured) and each scenario runs as short rounds alternating between them, so
+a slow spell of the shared machine lands on every server; figures are medians of the rounds. Prints a table and PASS/FAIL against
 the targets, and writes everything to benchmarks/results/<date>.json.
 
 Run it through benchmarks/run.sh (installs what it needs); `--help` for the options.
