@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"Failed to start server. Error: {e}\n")
             server.stop(0)
             return 3
-        # What is loaded by now (TensorFlow, the models: ~10^6 objects) lives as long as the
+        # What is loaded by now (TensorFlow, the models: ~320,000 objects) lives as long as the
         # process; frozen, the cyclic collector's full passes stop walking it between requests.
         gc.freeze()
         while not stopping.wait(1.0):
