@@ -48,9 +48,12 @@ PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
 SERVER_CORE, LOADGEN_CORE = "0", "1"
 MLFLOW_VENV = HERE / ".venv"
 
+# TF Serving's batching guide's starting point for CPU-only serving: one batch thread per core
+# (the server has one), no batch timeout (a batch runs as soon as the thread is free, so requests
+# arriving meanwhile form the next), max_batch_size left at TF Serving's default.
 BATCHING_PARAMETERS = """\
-max_batch_size { value: 128 }
-batch_timeout_micros { value: 2000 }
+max_batch_size { value: 1000 }
+batch_timeout_micros { value: 0 }
 max_enqueued_batches { value: 1000 }
 num_batch_threads { value: 1 }
 """

@@ -16,8 +16,10 @@ batch_timeout_micros 0, max_enqueued_batches 10, num_batch_threads = number of C
 Both APIs use one `Batcher`:
 
     batcher = Batcher(BatchingOptions.from_file(path))
-    outputs = await batcher.submit(servable, signature_name, inputs)        # asyncio (REST)
-    future = batcher.submit_future(servable, signature_name, inputs)        # threads (gRPC)
+    batcher.submit_callback(servable, signature_name, inputs, done)  # done(outputs, error) (REST)
+    outputs = batcher.run(servable, signature_name, inputs)                 # blocking (gRPC)
+    future = batcher.submit_future(servable, signature_name, inputs)
+    outputs = await batcher.submit(servable, signature_name, inputs)        # asyncio
     batcher.close()
 
 Differences from TF Serving: requests whose inputs differ in shape beyond dim 0 go to separate
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import logging
 import os
 import re
 import threading
@@ -37,13 +40,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from mlserve.errors import UsageError
 from mlserve.server import metrics
 from mlserve.server.errors import ServingError
+
+log = logging.getLogger("mlserve.server.batching")
 
 
 @dataclass
@@ -112,12 +117,21 @@ class BatchingOptions:
         return cls.parse(Path(path).read_text())
 
 
-class _Task:
-    __slots__ = ("inputs", "rows", "future", "enqueued")
+Done = Callable[[Optional[dict], Optional[BaseException]], None]
 
-    def __init__(self, inputs: dict[str, np.ndarray], rows: int, future: concurrent.futures.Future) -> None:
-        self.inputs, self.rows, self.future = inputs, rows, future
+
+class _Task:
+    __slots__ = ("inputs", "rows", "done", "enqueued")
+
+    def __init__(self, inputs: dict[str, np.ndarray], rows: int, done: Done) -> None:
+        self.inputs, self.rows, self.done = inputs, rows, done
         self.enqueued = time.perf_counter()
+
+    def finish(self, outputs: dict | None, error: BaseException | None) -> None:
+        try:
+            self.done(outputs, error)
+        except Exception:  # noqa: BLE001 - a caller's bug must not end the batch thread
+            log.exception("batch completion callback failed")
 
 
 class _Queue:
@@ -151,6 +165,24 @@ class Batcher:
                       ) -> concurrent.futures.Future:
         """Queue one request; the future holds its outputs or a ServingError. Raises at once
         INVALID_ARGUMENT for a bad request and UNAVAILABLE when the queue is full."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def done(outputs: dict | None, error: BaseException | None) -> None:
+            if error is None:
+                future.set_result(outputs)
+            else:
+                future.set_exception(error)
+
+        self.submit_callback(servable, signature_name, inputs, done)
+        return future
+
+    def submit_callback(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray],
+                        done: Done) -> None:
+        """Queue one request; `done(outputs, None)` or `done(None, error)` is called once, on a
+        batch thread (or here, for an empty batch). Raises like `submit_future`.
+
+        The cheap form for callers that hand the answer on anyway (the REST server): no Future,
+        so no lock and condition variable per request."""
         inputs = servable.validate(servable.signature(signature_name), dict(inputs))
         arrays = {k: np.asarray(v) for k, v in inputs.items()}
         rows = -1
@@ -169,19 +201,20 @@ class Batcher:
         if rows > opts.max_batch_size:
             raise ServingError("INVALID_ARGUMENT",
                                f"Task size {rows} is larger than maximum input batch size {opts.max_batch_size}")
-        future: concurrent.futures.Future = concurrent.futures.Future()
         if rows < 1:
             try:
-                future.set_result(servable.run(signature_name, arrays))
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                future.set_exception(e)
-            return future
+                outputs = servable.run(signature_name, arrays)
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                done(None, e)
+            else:
+                done(outputs, None)
+            return
         if opts.pad_variable_length_inputs:
             shapes = tuple(sorted((k, a.dtype.str, a.ndim) for k, a in arrays.items()))
         else:
             shapes = tuple(sorted((k, a.dtype.str, a.shape[1:]) for k, a in arrays.items()))
         key = (id(servable), signature_name, shapes)
-        task = _Task(arrays, rows, future)
+        task = _Task(arrays, rows, done)
         with self._cond:
             if self._closed:
                 raise ServingError("UNAVAILABLE", "Server is shutting down")
@@ -206,7 +239,6 @@ class Batcher:
             # waking a thread per request costs a context switch and a GIL hand-off each.
             if opened or batch[0] >= opts.max_batch_size:
                 self._cond.notify()
-        return future
 
     async def submit(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray]
                      ) -> dict[str, np.ndarray]:
@@ -287,8 +319,7 @@ class Batcher:
                     start += size
         except BaseException as e:  # noqa: BLE001 - every caller gets the error
             for task in tasks:
-                if not task.future.done():
-                    task.future.set_exception(e)
+                task.finish(None, e)
             return
         metrics.observe_batch(input_sizes=sizes, processed=total, padding=padding,
                               queuing_seconds=[started - t.enqueued for t in tasks],
@@ -296,8 +327,7 @@ class Batcher:
         model = getattr(queue.servable, "name", "")
         metrics.observe_runtime(model, "Predict", elapsed)
         for task, part in zip(tasks, parts):
-            if not task.future.done():
-                task.future.set_result(part)
+            task.finish(part, None)
 
     def _merge(self, tasks: list[_Task]) -> tuple[dict[str, np.ndarray], list[int], int]:
         sizes = [t.rows for t in tasks]

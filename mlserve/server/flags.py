@@ -19,6 +19,14 @@ from mlserve.errors import UsageError
 _CPUS = os.cpu_count() or 1
 
 
+def schedulable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, as `taskset` sets it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - no affinity API (macOS)
+        return _CPUS
+
+
 @dataclass
 class ServerOptions:
     """Every flag's value after parsing (field name = flag name)."""

@@ -131,3 +131,35 @@ def test_bad_request_fails_alone(servable: Any) -> None:
         assert batcher.run(servable, SIG, {"Conv1_input": digits_batch(2)}, timeout=30)["softmax"].shape == (2, 10)
     finally:
         batcher.close()
+
+
+def test_callbacks_answer_each_request_and_a_failing_one_does_not_stop_the_batches(servable: Any) -> None:
+    gated = _Gated(servable)
+    batcher = Batcher(BatchingOptions(max_batch_size=8, batch_timeout_micros=50000, num_batch_threads=1))
+    answers: dict[int, Any] = {}
+    all_done = threading.Event()
+
+    def done_for(i: int) -> Callable[[Any, Any], None]:
+        def done(outputs: Any, error: Any) -> None:
+            answers[i] = outputs["softmax"] if error is None else error
+            if len(answers) == 4:
+                all_done.set()
+            if i == 0:
+                raise RuntimeError("a caller's bug inside its callback")
+        return done
+
+    try:
+        images = [digits_batch(1, seed=i) for i in range(4)]
+        for i, x in enumerate(images):
+            batcher.submit_callback(gated, SIG, {"Conv1_input": x}, done_for(i))
+        gated.gate.set()
+        assert all_done.wait(30)
+        assert gated.sizes == [4]  # one batch, and every request answered despite the raising callback
+        for i, x in enumerate(images):
+            assert answers[i].shape == (1, 10)
+            assert answers[i].argmax() == servable.run(SIG, {"Conv1_input": x})["softmax"].argmax()
+        # the batch thread survived the callback's exception
+        assert batcher.run(servable, SIG, {"Conv1_input": digits_batch(2)}, timeout=30)["softmax"].shape == (2, 10)
+    finally:
+        gated.gate.set()
+        batcher.close()

@@ -246,3 +246,31 @@ def test_batching_server_answers_concurrent_requests(start_server: Callable[...,
     fn = tf.saved_model.load(str(digits_base / "1")).signatures["serving_default"]
     for x, got in zip(images, batched):
         np.testing.assert_allclose(got, fn(Conv1_input=tf.constant(x))["softmax"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rest_timeout_answers_504_and_the_server_goes_on(start_server: Callable[..., ServerProcess],
+                                                        digits_base: Path, tmp_path: Path) -> None:
+    # A batch that waits 5 s for company outlasts a 300 ms REST timeout: TF Serving's
+    # DEADLINE_EXCEEDED, HTTP 504. A second open connection keeps the request off the lone-client
+    # path (which never waits for a batch).
+    params = tmp_path / "batching.config"
+    params.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 5000000 } "
+                      "num_batch_threads { value: 1 }")
+    server = start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={digits_base}",
+                          "--enable_batching", f"--batching_parameters_file={params}",
+                          "--rest_api_timeout_in_ms=300")
+    body = json.dumps({"instances": digits_batch(1).tolist()})
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10):
+        started = time.monotonic()
+        r = requests.post(url(server, f"/v1/models/{MODEL_NAME}:predict"), data=body, timeout=10)
+        took = time.monotonic() - started
+        assert r.status_code == 504, r.text
+        assert r.json() == {"error": "Deadline Exceeded"}
+        assert 0.25 < took < 4
+        # a keep-alive connection goes on after its 504: the next request on it is answered
+        # (the late answer of the timed-out one is dropped, not written in its place)
+        with requests.Session() as s:
+            first = s.post(url(server, f"/v1/models/{MODEL_NAME}:predict"), data=body, timeout=10)
+            assert first.status_code == 504
+            again = s.get(url(server, f"/v1/models/{MODEL_NAME}"), timeout=10)
+            assert again.status_code == 200 and "AVAILABLE" in again.text
