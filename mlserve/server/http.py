@@ -669,8 +669,14 @@ class _Workers:
         self._jobs.put((fn, args))
 
     def shutdown(self) -> None:
-        """Refuse new jobs; each thread ends after the jobs queued before this."""
+        """Refuse new jobs, drop the queued ones (their connections are closed by now) and end
+        each thread after the job it is running."""
         self._closed = True
+        try:
+            while True:
+                self._jobs.get_nowait()
+        except queue.Empty:
+            pass
         for _ in self._threads:
             self._jobs.put(None)
 
