@@ -223,13 +223,19 @@ def test_ready_is_503_until_a_version_loads(start_server: Callable[..., ServerPr
     assert requests.get(url(server, "/v2/health/ready")).status_code == 200
 
 
+def _batching_server(start_server: Callable[..., ServerProcess], base: Path, tmp_path: Path,
+                     parameters: str, *flags: str) -> ServerProcess:
+    params = tmp_path / "batching.config"
+    params.write_text(parameters)
+    return start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={base}", "--enable_batching",
+                        f"--batching_parameters_file={params}", *flags)
+
+
 def test_batching_server_answers_concurrent_requests(start_server: Callable[..., ServerProcess],
                                                      digits_base: Path, tmp_path: Path) -> None:
-    params = tmp_path / "batching.config"
-    params.write_text("max_batch_size { value: 8 } batch_timeout_micros { value: 2000 } "
-                      "num_batch_threads { value: 1 } allowed_batch_sizes: 4 allowed_batch_sizes: 8")
-    server = start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={digits_base}",
-                          "--enable_batching", f"--batching_parameters_file={params}")
+    server = _batching_server(start_server, digits_base, tmp_path,
+                              "max_batch_size { value: 8 } batch_timeout_micros { value: 2000 } "
+                              "num_batch_threads { value: 1 } allowed_batch_sizes: 4 allowed_batch_sizes: 8")
     import concurrent.futures
 
     images = [digits_batch(1, seed=i) for i in range(16)]
@@ -253,12 +259,9 @@ def test_rest_timeout_answers_504_and_the_server_goes_on(start_server: Callable[
     # A batch that waits 5 s for company outlasts a 300 ms REST timeout: TF Serving's
     # DEADLINE_EXCEEDED, HTTP 504. A second open connection keeps the request off the lone-client
     # path (which never waits for a batch).
-    params = tmp_path / "batching.config"
-    params.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 5000000 } "
-                      "num_batch_threads { value: 1 }")
-    server = start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={digits_base}",
-                          "--enable_batching", f"--batching_parameters_file={params}",
-                          "--rest_api_timeout_in_ms=300")
+    server = _batching_server(start_server, digits_base, tmp_path,
+                              "max_batch_size { value: 64 } batch_timeout_micros { value: 5000000 } "
+                              "num_batch_threads { value: 1 }", "--rest_api_timeout_in_ms=300")
     body = json.dumps({"instances": digits_batch(1).tolist()})
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10):
         started = time.monotonic()
