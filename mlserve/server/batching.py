@@ -19,7 +19,6 @@ Both APIs use one `Batcher`:
     batcher.submit_callback(servable, signature_name, inputs, done)  # done(outputs, error) (REST)
     outputs = batcher.run(servable, signature_name, inputs)                 # blocking (gRPC)
     future = batcher.submit_future(servable, signature_name, inputs)
-    outputs = await batcher.submit(servable, signature_name, inputs)        # asyncio
     batcher.close()
 
 Differences from TF Serving: requests whose inputs differ in shape beyond dim 0 go to separate
@@ -29,7 +28,6 @@ a batch, so one bad request never fails the others.
 """
 from __future__ import annotations
 
-import asyncio
 import bisect
 import concurrent.futures
 import logging
@@ -239,11 +237,6 @@ class Batcher:
             # waking a thread per request costs a context switch and a GIL hand-off each.
             if opened or batch[0] >= opts.max_batch_size:
                 self._cond.notify()
-
-    async def submit(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray]
-                     ) -> dict[str, np.ndarray]:
-        """`submit_future` for asyncio callers."""
-        return await asyncio.wrap_future(self.submit_future(servable, signature_name, inputs))
 
     def run(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray],
             timeout: float | None = None) -> dict[str, np.ndarray]:
