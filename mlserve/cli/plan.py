@@ -57,7 +57,7 @@ def plan(
         table.add_row(*row)
     output.out.print(table)
     output.out.print(f"=> {result.replicas} replicas (autoscale {result.min_replicas}..{result.max_replicas}), "
-                     f"{result.concurrency} requests in flight per replica, headroom {result.headroom:.0%}"
+                     f"at most {result.concurrency} requests in flight per replica, headroom {result.headroom:.0%}"
                      + (f", {result.cost_per_hour:.2f}/hour" if result.cost_per_hour is not None else ""),
                      markup=False)
 

@@ -83,7 +83,7 @@ def test_cli_plan_json_and_table(bench_file: Path) -> None:
                     "--price-per-hour", "1.2")
     assert table.returncode == 0, table.stderr
     assert "ceil(5000 / 1200.0)" in table.stdout and "4380.00" in table.stdout
-    assert "=> 5 replicas (autoscale 5..9), 8 requests in flight per replica" in table.stdout
+    assert "=> 5 replicas (autoscale 5..9), at most 8 requests in flight per replica" in table.stdout
 
 
 def test_cli_unmet_slo_is_one_error_line_with_a_hint(bench_file: Path) -> None:
