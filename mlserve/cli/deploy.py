@@ -109,7 +109,10 @@ def kubernetes(
     the model reports AVAILABLE. --apply runs kubectl apply, then kubectl rollout status.
     """
     from mlserve.deploy import dockerfile, kubernetes as k8s, spec as specs, writer
+    from mlserve.errors import UsageError
 
+    if image is not None and delivery != "image":
+        raise UsageError("--image is the image that bakes the versions in: it needs --delivery image")
     out = writer.check_out(out, force)
     spec = _spec(model, model_base_path, versions, name, namespace, tag, gpu, gpus, node_selector,
                  cpu, memory, cpu_limit, memory_limit, min_replicas, max_replicas, cpu_target,
