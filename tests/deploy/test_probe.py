@@ -75,3 +75,8 @@ def test_ready_against_the_real_embedded_server(digits_server) -> None:
     """mlserve's TF-Serving-compatible server with a real exported model (real TensorFlow)."""
     port = int(digits_server.url.rsplit(":", 1)[1])
     assert _probe(MODEL, port) == 0
+
+
+def test_docs_show_the_probe_as_written() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    assert readiness_command(MODEL, 8501)[2] in docs
