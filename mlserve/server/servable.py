@@ -227,19 +227,6 @@ class Servable:
             out.signature_def[key].CopyFrom(sd)
         return out
 
-    def metadata_response(self, fields: Sequence[str] = ("signature_def",)) -> Any:
-        """A `GetModelMetadataResponse` for this version."""
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
-        resp = get_model_metadata_pb2.GetModelMetadataResponse()
-        resp.model_spec.name = self.name
-        resp.model_spec.version.value = self.version
-        for f in fields:
-            if f != "signature_def":
-                raise ServingError("INVALID_ARGUMENT", f"Metadata field {f} is not supported")
-            resp.metadata["signature_def"].Pack(self.signature_def_map())
-        return resp
-
     # -- predict ------------------------------------------------------------------------------
 
     def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -283,7 +270,7 @@ class Servable:
         return out
 
     @staticmethod
-    def _check_filter(sig: SignatureInfo, output_filter: Sequence[str] | None) -> None:
+    def check_output_filter(sig: SignatureInfo, output_filter: Sequence[str] | None) -> None:
         seen: set[str] = set()
         for alias in output_filter or ():
             if alias not in sig.outputs:
@@ -299,7 +286,7 @@ class Servable:
             output_filter: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Validate `inputs`, run the signature, return its outputs (only `output_filter` if given)."""
         sig = self.signature(signature_name)
-        self._check_filter(sig, output_filter)
+        self.check_output_filter(sig, output_filter)
         checked = self.validate(sig, inputs)
         flat = self._flat.get(sig.name)
         try:
@@ -316,29 +303,21 @@ class Servable:
         keys = output_filter or list(result)
         return {k: result[k].numpy() for k in keys}
 
-    def predict(self, request: Any, *, tensor_content: bool = False, batcher: Any = None,
-                timeout: float | None = None) -> Any:
-        """Answer a `PredictRequest` proto with a `PredictResponse` proto; through `batcher`
-        (a `mlserve.server.batching.Batcher`) when given, waiting at most `timeout` seconds."""
-        from tensorflow_serving.apis import predict_pb2
-
+    def predict(self, request: Any, *, tensor_content: bool = False) -> Any:
+        """Answer a `PredictRequest` proto with a `PredictResponse` proto (warm-up replays these;
+        the gRPC front-end goes through the data plane, which may batch)."""
         sig = self.signature(request.model_spec.signature_name)
         inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
-        output_filter = list(request.output_filter) or None
-        if batcher is None:
-            outputs = self.run(sig.name, inputs, output_filter)
-        else:
-            self._check_filter(sig, output_filter)
-            import concurrent.futures
+        outputs = self.run(sig.name, inputs, list(request.output_filter) or None)
+        return self.predict_response(sig.name, outputs, tensor_content=tensor_content)
 
-            try:
-                outputs = batcher.run(self, sig.name, inputs, timeout=timeout)
-            except concurrent.futures.TimeoutError:
-                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
-            if output_filter:
-                outputs = {k: outputs[k] for k in output_filter}
+    def predict_response(self, signature_name: str, outputs: dict[str, np.ndarray], *,
+                         tensor_content: bool = False) -> Any:
+        """A `PredictResponse` proto holding `outputs` of this version's `signature_name`."""
+        from tensorflow_serving.apis import predict_pb2
+
         resp = predict_pb2.PredictResponse()
-        self._fill_spec(resp.model_spec, sig.name)
+        self._fill_spec(resp.model_spec, signature_name)
         for key, value in outputs.items():
             tensors.to_proto(value, as_content=tensor_content, out=resp.outputs[key])
         return resp

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from mlserve.server import codecs
+from mlserve.server.codecs import fastpath
 from mlserve.server.errors import ServingError
 
 F32 = {"x": np.float32}
@@ -211,8 +212,8 @@ def test_fast_path_with_keys_after_the_tensor() -> None:
 def test_both_number_readers_agree(span: bytes) -> None:
     """simdjson (installed) and orjson (the fallback) read a run of numbers alike and refuse the
     same non-JSON spellings, which then take the exact path and get TF Serving's error."""
-    by_orjson = codecs._flat_numbers_orjson(span)
-    by_simdjson = codecs._flat_numbers_simdjson(span)
+    by_orjson = fastpath.flat_numbers_orjson(span)
+    by_simdjson = fastpath.flat_numbers(span)
     if by_orjson is None or by_simdjson is None:
         assert by_orjson is None and by_simdjson is None
     else:

@@ -1,0 +1,131 @@
+"""Request bodies as JSON documents, with TF Serving's error wording (`json_tensor.cc`, read for
+facts): parse, quote a value in an error, base64 objects, and the `signature_name` check."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Mapping
+
+import numpy as np
+import orjson
+
+from mlserve.server.codecs.rules import MAX_RANK, bad
+
+_DEBUG_STRING_BYTES = 256  # TF Serving truncates JSON values quoted in errors to this size
+
+
+class ParsedTensor:
+    """A numeric array read straight from the request bytes (see `fastpath`), standing in the
+    parsed document where its nested list would be. `span` keeps the original JSON for the
+    exact path."""
+
+    __slots__ = ("array", "span")
+
+    def __init__(self, array: np.ndarray, span: bytes) -> None:
+        self.array = array
+        self.span = span
+
+    def as_json(self) -> Any:
+        return orjson.loads(self.span)
+
+
+def _parsed_tensor_json(value: Any) -> Any:
+    if isinstance(value, ParsedTensor):
+        return value.as_json()
+    raise TypeError
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    """Whether `doc` nests lists/objects deeper than `limit` (iterative: no recursion limit)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (list, dict)))
+        elif isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (list, dict)))
+    return False
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; INVALID_ARGUMENT (HTTP 400) worded like TF Serving."""
+    if not body:
+        raise bad("JSON Parse error: The document is empty")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        # orjson has no NaN/Infinity literals; TF Serving (rapidjson kParseNanAndInfFlag) has.
+        if b"NaN" in body or b"Infinity" in body:
+            try:
+                doc = json.loads(body)
+            except RecursionError:
+                raise bad("JSON Parse error: nesting too deep at offset: 0") from None
+            except ValueError as e2:
+                pos = getattr(e2, "pos", 0)
+                raise bad(f"JSON Parse error: {getattr(e2, 'msg', str(e2))} at offset: {pos}") from None
+            if _depth_exceeds(doc, MAX_RANK + 2):
+                raise bad(f"JSON Parse error: nesting deeper than {MAX_RANK + 2} levels") from None
+        else:
+            raise bad(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    if not isinstance(doc, dict):
+        raise bad(f"JSON Value: {debug_string(doc)} Is not object")
+    return doc
+
+
+def debug_string(value: Any) -> str:
+    """A JSON value quoted in an error message, truncated like TF Serving's (256 bytes)."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_parsed_tensor_json
+                            ).decode("utf-8", "replace")
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+        except (TypeError, ValueError, RecursionError):
+            text = repr(value)
+    return text[:_DEBUG_STRING_BYTES]
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def decode_b64(value: Any) -> bytes:
+    if not is_b64(value):
+        raise bad(f"JSON Value: {debug_string(value)} not formatted correctly for base64 data")
+    text = value["b64"]
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        raise bad("Unable to base64 decode") from None
+
+
+# ------------------------------------------------------------- the numeric-tensor fast path
+
+
+def signature_name(doc: Mapping[str, Any]) -> str:
+    """The request's ``signature_name`` ("" when absent); must be a string. The one check of it,
+    for predict, classify and regress alike."""
+    sig = doc.get("signature_name", "")
+    if not isinstance(sig, str):
+        raise bad(f"JSON Value: {debug_string(doc)} not formatted correctly. "
+                  "'signature_name' key must be a string value.")
+    return sig

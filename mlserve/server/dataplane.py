@@ -1,0 +1,175 @@
+"""The one data-plane API every protocol front-end calls; it knows no wire protocol.
+
+Front-ends (`rest.py` for TF Serving's REST API, `grpc_servicers.py` for its gRPC API, later
+one for the Open Inference Protocol) decode a request into the arguments below, call one
+method, and encode what it returns or the `ServingError` it raises:
+
+    servable(ref) -> Servable                         which loaded version a request names
+    status(ref) -> list[VersionStatus]                model (version) states
+    metadata(ref) -> ModelMetadata                    name, version, SignatureDefMap
+    predict(servable, signature, inputs, ...) -> dict[str, np.ndarray]     blocking
+    predict_then(servable, signature, inputs, done)   answers through `done(outputs, error)`
+    classify / regress / multi_inference(servable, request proto) -> response proto
+    reload(config)                                    HandleReloadConfigRequest
+    models() / ready() / on_change(listener)          listing, readiness, state changes
+
+Tensors are numpy arrays keyed by the signature's input and output aliases. Classify, regress
+and multi-inference take TF Serving's request protos: tf.Example input has no other form.
+The batcher, when batching is on, sits behind `predict` and `predict_then`: front-ends never see it.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mlserve.server import metrics
+from mlserve.server.batching import Batcher, Done
+from mlserve.server.errors import ServingError
+from mlserve.server.manager import ModelManager, VersionStatus
+from mlserve.server.servable import Servable
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a request names: a model, and optionally one version or one version label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """A version's metadata: TF Serving's `SignatureDefMap` proto for it."""
+
+    name: str
+    version: int
+    signature_def_map: Any
+
+
+class DataPlane:
+    """Models, batching and metrics of model calls behind one API (see the module docstring)."""
+
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None) -> None:
+        self.manager = manager
+        self.batcher = batcher
+        self._metadata: dict[int, tuple[Servable, ModelMetadata]] = {}
+
+    # -- models ---------------------------------------------------------------------------
+
+    def servable(self, ref: ModelRef) -> Servable:
+        """The loaded version `ref` names (the latest when it names none); NOT_FOUND else."""
+        if not ref.name:
+            raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
+        return self.manager.get(ref.name, ref.version, ref.label)
+
+    def status(self, ref: ModelRef) -> list[VersionStatus]:
+        """Every known version's state, newest first, or the one version `ref` names."""
+        return self.manager.status(ref.name, ref.version, ref.label)
+
+    def metadata(self, ref: ModelRef) -> ModelMetadata:
+        """The signatures of the version `ref` names (built once per loaded version)."""
+        servable = self.servable(ref)
+        cached = self._metadata.get(id(servable))
+        if cached is not None and cached[0] is servable:
+            return cached[1]
+        meta = ModelMetadata(servable.name, servable.version, servable.signature_def_map())
+        if len(self._metadata) > 256:
+            self._metadata.clear()
+        self._metadata[id(servable)] = (servable, meta)
+        return meta
+
+    def models(self) -> list[tuple[str, list[VersionStatus]]]:
+        """Every configured model with its versions' states (none yet: an empty list)."""
+        listing = []
+        for name in sorted(self.manager.model_names()):
+            try:
+                statuses = self.manager.status(name)
+            except ServingError:
+                statuses = []
+            listing.append((name, statuses))
+        return listing
+
+    def ready(self) -> bool:
+        """Every configured model has an AVAILABLE version."""
+        return bool(self.manager.all_available())
+
+    def on_change(self, listener: Callable[..., None]) -> None:
+        """Call `listener(model, VersionStatus)` on every version state change."""
+        self.manager.add_listener(listener)
+
+    def reload(self, config: Any) -> None:
+        """Serve exactly the models of `config` (a ModelServerConfig's model_config_list)."""
+        if config.WhichOneof("config") != "model_config_list":
+            raise ServingError("INVALID_ARGUMENT",
+                               "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                               "Only ModelConfigList is currently supported")
+        try:
+            self.manager.reload_config(config)
+        except ServingError:
+            raise
+        except Exception as e:  # a UsageError from config validation
+            raise ServingError("INVALID_ARGUMENT", getattr(e, "message", str(e))) from e
+
+    # -- inference ------------------------------------------------------------------------
+
+    def predict(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray], *,
+                output_filter: Sequence[str] | None = None,
+                timeout: float | None = None) -> dict[str, np.ndarray]:
+        """Run a signature and return its outputs (only `output_filter`'s when given); through
+        the batcher when batching is on, waiting at most `timeout` seconds for it."""
+        if self.batcher is None:
+            return self._run(servable, signature_name, inputs, output_filter)
+        servable.check_output_filter(servable.signature(signature_name), output_filter)
+        try:
+            outputs = self.batcher.submit_future(servable, signature_name, inputs).result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+        return {k: outputs[k] for k in output_filter} if output_filter else outputs
+
+    def predict_then(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
+                     done: Done, *, batch: bool = True) -> None:
+        """Run a signature and call `done(outputs, None)` or `done(None, error)` once.
+
+        With batching on (and `batch`), the call is queued and `done` runs on a batch thread;
+        otherwise it runs here. Raises at once what the batcher refuses (a bad request, a full
+        queue)."""
+        if batch and self.batcher is not None:
+            self.batcher.submit_callback(servable, signature_name, inputs, done)
+            return
+        try:
+            outputs = self._run(servable, signature_name, inputs, None)
+        except Exception as e:  # noqa: BLE001 - handed to the caller
+            done(None, e)
+            return
+        done(outputs, None)
+
+    def _run(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
+             output_filter: Sequence[str] | None) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        outputs = servable.run(signature_name, inputs, output_filter)
+        metrics.observe_runtime(servable.name, "Predict", time.perf_counter() - start)
+        return outputs
+
+    def classify(self, servable: Servable, request: Any) -> Any:
+        """Answer a ClassificationRequest proto with a ClassificationResponse."""
+        start = time.perf_counter()
+        response = servable.classify(request)
+        metrics.observe_runtime(servable.name, "Classify", time.perf_counter() - start)
+        return response
+
+    def regress(self, servable: Servable, request: Any) -> Any:
+        """Answer a RegressionRequest proto with a RegressionResponse."""
+        start = time.perf_counter()
+        response = servable.regress(request)
+        metrics.observe_runtime(servable.name, "Regress", time.perf_counter() - start)
+        return response
+
+    def multi_inference(self, servable: Servable, request: Any) -> Any:
+        """Answer a MultiInferenceRequest (its tasks name `servable`'s model) with a
+        MultiInferenceResponse."""
+        return servable.multi_inference(request)
