@@ -1,7 +1,7 @@
 """`python -m mlserve.server` / `mlserve-model-server`: a drop-in for `tensorflow_model_server`.
 
 `main(argv)` parses TF Serving's flags, loads the models, serves gRPC (and REST when
-`--rest_api_port` is not 0, through `mlserve.server.http.serve_rest`) and stops gracefully on
+`--rest_api_port` is not 0) and stops gracefully on
 SIGTERM/SIGINT: in-flight requests finish, then the process exits 0; a second SIGINT exits at once.
 `ModelServer` is the same thing as an object, for running the server inside another program.
 """
@@ -13,10 +13,19 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from mlserve.errors import MlserveError, UsageError
+from mlserve.server.batching import Batcher, BatchingOptions
+from mlserve.server.config import build_config
+from mlserve.server.dataplane import DataPlane
 from mlserve.server.flags import ServerOptions, parse_flags, usage
+from mlserve.server.loopthread import LoopThread
+from mlserve.server.manager import ModelManager
+from mlserve.server.requestlog import RequestLog
+
+if TYPE_CHECKING:
+    from mlserve.server.grpc_server import GrpcServer
 
 log = logging.getLogger("mlserve.server")
 
@@ -57,15 +66,17 @@ def _check(options: ServerOptions) -> None:
 
 
 class ModelServer:
-    """Manager + gRPC + optional REST, started and stopped as one."""
+    """Manager + data plane + gRPC + optional REST, started and stopped as one. The one place
+    that builds the shared Batcher and RequestLog."""
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
-        self.manager: Any = None
-        self.grpc: Any = None
-        self.rest: Any = None
-        self.request_log: Any = None
-        self.batcher: Any = None
+        self.manager: ModelManager | None = None
+        self.dataplane: DataPlane | None = None
+        self.grpc: GrpcServer | None = None
+        self.rest: LoopThread | None = None
+        self.request_log: RequestLog | None = None
+        self.batcher: Batcher | None = None
 
     @property
     def grpc_port(self) -> int | None:
@@ -73,10 +84,10 @@ class ModelServer:
 
     def start(self) -> None:
         """Load the models, then open the ports. Raises MlserveError/OSError when it cannot."""
-        from mlserve.server.config import build_config
-        from mlserve.server.grpc_service import GrpcServer
-        from mlserve.server.manager import ModelManager
-        from mlserve.server.requestlog import RequestLog
+        # The front-ends pull in gRPC and TensorFlow's protos (hence TensorFlow): imported here,
+        # so that `--help`, `--version` and flag errors answer at once.
+        from mlserve.server.grpc_server import GrpcServer
+        from mlserve.server.rest import serve_rest
 
         options = self.options
         _check(options)
@@ -88,8 +99,6 @@ class ModelServer:
         models = build_config(options)
         _configure_tensorflow(options)
         if options.enable_batching:
-            from mlserve.server.batching import Batcher, BatchingOptions
-
             # one batcher for gRPC and REST, as TF Serving shares its batching session
             self.batcher = Batcher(BatchingOptions.from_file(options.batching_parameters_file or None))
         self.request_log = RequestLog(options.request_log or None)
@@ -102,46 +111,25 @@ class ModelServer:
             config_file=options.model_config_file or None,
             config_poll_seconds=options.model_config_file_poll_wait_seconds)
         self.manager.start()
-        self.grpc = GrpcServer(self.manager, options, self.request_log, self.batcher)
+        self.dataplane = DataPlane(self.manager, self.batcher)
+        self.grpc = GrpcServer(self.dataplane, options, self.request_log)
         self.grpc.start()
         if options.rest_api_port:
             if options.rest_api_port == options.port:
                 log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
                           "port for HTTP/REST API. Skipped exporting HTTP/REST API.")
             else:
-                self._start_rest()
-
-    def _start_rest(self) -> None:
-        try:
-            from mlserve.server import http
-        except ImportError as e:
-            log.error("HTTP/REST API unavailable (%s); serving gRPC only", e)
-            return
-        import inspect
-
-        params = inspect.signature(http.serve_rest).parameters
-        kwargs = {k: v for k, v in (("request_log", self.request_log), ("batcher", self.batcher))
-                  if k in params}
-        # serve_rest starts the REST server in the background and returns a handle with stop().
-        try:
-            self.rest = http.serve_rest(self.manager, self.options, **kwargs)
-        except Exception as e:  # TF Serving too keeps serving gRPC when its HTTP server fails
-            log.error("Failed to start HTTP Server at %s:%d: %s", self.options.host,
-                      self.options.rest_api_port, e)
-            return
-        log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.host, self.options.rest_api_port)
+                try:
+                    self.rest = serve_rest(self.dataplane, options, self.request_log)
+                except OSError as e:  # TF Serving too keeps serving gRPC when its HTTP server fails
+                    log.error("Failed to start HTTP Server at %s:%d: %s", options.host, options.rest_api_port, e)
+                else:
+                    log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
 
     def stop(self, grace: float = 5.0) -> None:
         """Drain and close REST and gRPC, then unload the models."""
         if self.rest is not None:
-            for name in ("stop", "close", "shutdown"):
-                fn = getattr(self.rest, name, None)
-                if callable(fn):
-                    try:
-                        fn()
-                    except Exception:
-                        log.exception("stopping the REST server failed")
-                    break
+            self.rest.stop(grace)
             self.rest = None
         if self.grpc is not None:
             self.grpc.stop(grace)

@@ -1,4 +1,10 @@
-"""`--request_log` (mlserve extension): one JSON object per request, appended to a file."""
+"""`--request_log` (mlserve extension): one JSON object per request, appended to a file.
+
+REST and gRPC write the same fields (`RequestLog.request`): time, api ("rest" or "grpc"),
+method (the HTTP method, or the gRPC method name), path (the URL path, or the gRPC method
+path), status (the HTTP status, or the gRPC status number), code (TF Serving's status code
+name), model, latency_ms, bytes (response), request_bytes, error (message, or null).
+"""
 from __future__ import annotations
 
 import json
@@ -31,6 +37,13 @@ class RequestLog:
         with self._lock:
             if self._file is not None:
                 self._file.write(line + "\n")
+
+    def request(self, *, api: str, method: str, path: str, status: int, code: str, model: str,
+                seconds: float, response_bytes: int, request_bytes: int, error: str | None = None) -> None:
+        """One request's line, with the fields every protocol writes."""
+        self.write(api=api, method=method, path=path, status=status, code=code, model=model,
+                   latency_ms=round(seconds * 1000, 3), bytes=response_bytes, request_bytes=request_bytes,
+                   error=error)
 
     def close(self) -> None:
         with self._lock:

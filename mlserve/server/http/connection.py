@@ -1,0 +1,229 @@
+"""One HTTP/1.1 client connection on httptools, and the cache of response heads.
+
+Keep-alive and pipelining (answers strictly in order), Content-Length and chunked bodies,
+`Expect: 100-continue`, 413 past `HttpConfig.max_request_bytes`, 400 on unparsable HTTP. Flow
+control: past `max_pipeline` queued requests the connection stops reading until half are
+answered. Nothing here knows what a request means: complete requests go to the server's app.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+if TYPE_CHECKING:
+    from mlserve.server.http.server import HttpServer
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests",
+            499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented",
+            503: "Service Unavailable", 504: "Gateway Timeout"}
+_STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()}
+_CORS = (b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: POST, GET\r\n"
+         b"Access-Control-Allow-Headers: Content-Type\r\n")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin"))
+_ERROR_TYPE = b"application/json"
+_SEPARATE_BODY = 65536  # larger bodies are written apart from the head, not copied onto it
+
+
+class HeadCache:
+    """Response heads up to Content-Length, per (status, type, close, cors), with the current
+    Date header; `refresh()` (once a second) renews the date and forgets the heads."""
+
+    def __init__(self) -> None:
+        self._heads: dict[tuple, bytes] = {}
+        self._date = b""
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._date = b"Date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
+        self._heads.clear()
+
+    def head(self, status: int, content_type: bytes | None, length: int, *, close: bool = False,
+             cors: bool = False) -> bytes:
+        key = (status, content_type, close, cors)
+        start = self._heads.get(key)
+        if start is None:
+            parts = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()]
+            if content_type:
+                parts.append(b"Content-Type: " + content_type + b"\r\n")
+            if cors:
+                parts.append(_CORS)
+            parts.append(self._date)
+            if close:
+                parts.append(b"Connection: close\r\n")
+            start = self._heads[key] = b"".join(parts)
+        return start + b"Content-Length: %d\r\n\r\n" % length
+
+
+class Request:
+    """One complete request. `headers` holds only Content-Length, Expect and Origin (lowercase)."""
+
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "started")
+
+    def __init__(self, method: str, url: bytes, headers: dict[bytes, bytes], body: bytes, keep_alive: bool,
+                 started: float) -> None:
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+        self.keep_alive, self.started = keep_alive, started
+
+    @property
+    def path(self) -> str:
+        """The URL without its query string."""
+        q = self.url.find(b"?")
+        return (self.url[:q] if q >= 0 else self.url).decode("latin-1")
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parse with httptools, hand complete requests to the app one at a
+    time, write their answers strictly in order."""
+
+    def __init__(self, server: "HttpServer") -> None:
+        self.server = server
+        self.config = server.config
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.pending: deque[Request] = deque()
+        self.busy = False  # a request is being answered
+        self.closed = False
+        self.paused = False
+        self.last_active = time.monotonic()
+        self.in_message = False
+        self.eof = False
+        self.started = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.body: list[bytes] = []
+        self.size = 0
+        self.rejected = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self.pending.clear()
+
+    def eof_received(self) -> bool | None:
+        """The client closed its sending side: finish the answers it awaits, then close."""
+        self.eof = True
+        return True if (self.busy or self.pending) else None
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "Protocol upgrades are not supported")
+        except httptools.HttpParserError:
+            if not self.rejected:
+                self._fail(400, "Malformed HTTP request")
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self.started = time.perf_counter()
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in _WANTED_HEADERS:
+            self.headers[name] = value
+
+    def on_headers_complete(self) -> None:
+        length = self.headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.config.max_request_bytes:
+            self._reject_too_large()
+            return
+        if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
+            self.transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        if self.rejected:
+            return
+        self.size += len(body)
+        if self.size > self.config.max_request_bytes:
+            self._reject_too_large()
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        if self.rejected:
+            return
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        req = Request(self.parser.get_method().decode("latin-1"), self.url, self.headers, body,
+                      self.parser.should_keep_alive(), self.started)
+        self.pending.append(req)
+        if len(self.pending) > self.config.max_pipeline and not self.paused and self.transport:
+            self.paused = True
+            self.transport.pause_reading()
+        if not self.busy:
+            self._next()
+
+    # -- answering ------------------------------------------------------------------------
+
+    def _reject_too_large(self) -> None:
+        self.rejected = True
+        self.body = []
+        self._fail(413, f"Request body is larger than the limit of {self.config.max_request_bytes} bytes")
+
+    def _fail(self, status: int, message: str) -> None:
+        """Answer a request that cannot be parsed or accepted, then close the connection."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.pending.clear()
+        body = self.server.app.error_body(message)
+        self.transport.write(self.server.heads.head(status, _ERROR_TYPE, len(body), close=True) + body)
+        self.transport.close()
+        self.closed = True
+
+    def _next(self) -> None:
+        while self.pending and not self.busy and not self.closed:
+            req = self.pending.popleft()
+            self.busy = True
+            self.server.app.handle(self, req)
+        if (self.paused and len(self.pending) < self.config.max_pipeline // 2 and self.transport
+                and not self.closed):
+            self.paused = False
+            self.transport.resume_reading()
+
+    def respond(self, req: Request, status: int, body: bytes, content_type: bytes | None, *,
+                cors: bool = False) -> None:
+        """Write one response (on the loop thread) and move to the next pipelined request."""
+        self.busy = False
+        self.last_active = time.monotonic()
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return
+        close = not req.keep_alive or self.server.stopping
+        head = self.server.heads.head(status, content_type, len(body), close=close,
+                                      cors=cors and self.config.cors)
+        if len(body) < _SEPARATE_BODY:
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
+            self.transport.write(body)
+        if close:
+            self.transport.close()
+            self.closed = True
+            return
+        if self.pending:
+            self._next()
+        elif self.eof and not self.busy:
+            self.transport.close()
+            self.closed = True
