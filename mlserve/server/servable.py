@@ -6,17 +6,11 @@ same ones TF Serving reports in its metadata; requests run the signature's concr
 directly (never Keras `predict`). Every input is checked against the signature before TensorFlow
 sees it: some kernels (oneDNN Conv2D) abort the whole process on a wrong rank instead of raising.
 
-The public call of a signature function spends most of a small model's time packing and
-unpacking arguments (about 400 µs against 65 µs for the graph itself, batch 1). `_FlatCaller`
-runs the function's graph with flat tensors through TF's eager execute entry instead; it is
-built only after it has given the same answer, bit for bit, as the public call on a probe input,
-and otherwise the public call is used. It relies on TF internals (`_inference_function`,
-`TFE_Py_Execute`; TF 2.14+), hence the probe.
+Requests call each signature through `flatcall.flat_caller` when it verified a faster
+entry into TensorFlow (see there), else through the public call.
 """
 from __future__ import annotations
 
-import itertools
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -24,9 +18,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mlserve.server import tensors
+from mlserve.server.flatcall import FlatCaller, flat_caller
 from mlserve.server.errors import ServingError
 
-log = logging.getLogger("mlserve.server")
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -100,77 +94,6 @@ def _tf_error(e: Exception) -> ServingError:
     return ServingError(name, getattr(e, "message", None) or str(e))
 
 
-class _FlatCaller:
-    """A signature function called with flat tensors (see the module docstring).
-
-    The call goes straight to TF's eager execute entry (what `AtomicFunction.call_flat` ends in,
-    less its Python layers: ~65 against ~105 µs per batch-1 call here). Inputs become tensors
-    on the thread's current device, as `tf.constant` would place them.
-    """
-
-    def __init__(self, fn: Any, sig: SignatureInfo) -> None:
-        from tensorflow.python import pywrap_tfe
-        from tensorflow.python.eager import context
-        from tensorflow.python.framework import ops
-
-        atomic = fn._inference_function  # AttributeError on TF versions without it
-        self._execute = pywrap_tfe.TFE_Py_Execute
-        self._tensor = ops.EagerTensor
-        self._context = context.context()
-        self._context.ensure_initialized()
-        self._function_name = atomic.name.decode()
-        self._num_outputs = len(atomic.function_type.flat_outputs)
-        self._captured = list(fn.captured_inputs)
-        args, kwargs = fn.structured_input_signature
-        if args or sorted(kwargs) != sorted(sig.inputs):
-            raise ValueError("positional or unexpected inputs")
-        if len(atomic.cached_definition.signature.input_arg) != len(kwargs) + len(self._captured):
-            raise ValueError("the graph takes other arguments than the signature's inputs")
-        self._inputs = [(k, sig.inputs[k].dtype_enum) for k in sorted(kwargs)]  # nest.flatten order
-        outputs = fn.structured_outputs
-        if not isinstance(outputs, dict) or sorted(outputs) != sorted(sig.outputs):
-            raise ValueError("outputs are not the signature's dict")
-        self._output_keys = sorted(outputs)
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ctx = self._context
-        device = ctx.device_name
-        flat = [self._tensor(inputs[k], device, dtype) for k, dtype in self._inputs]
-        flat += self._captured
-        attrs = tuple(itertools.chain.from_iterable(ctx.function_call_options.as_attrs().items()))
-        results = self._execute(ctx._handle, device, self._function_name, flat, attrs, self._num_outputs)
-        return {k: t.numpy() for k, t in zip(self._output_keys, results)}
-
-
-def _probe_inputs(sig: SignatureInfo) -> dict[str, np.ndarray] | None:
-    """A small deterministic input for every input of `sig`, or None when one can't be made."""
-    rng = np.random.default_rng(0)
-    probe = {}
-    for key, spec in sig.inputs.items():
-        if spec.shape is None or spec.dtype.kind not in "fiub":
-            return None
-        shape = [2 if d is None else d for d in spec.shape]
-        probe[key] = (rng.random(shape) * 4).astype(spec.dtype)
-    return probe
-
-
-def _flat_caller(fn: Any, sig: SignatureInfo) -> _FlatCaller | None:
-    """A verified `_FlatCaller`, or None (the public call is then used)."""
-    probe = _probe_inputs(sig)
-    if probe is None:
-        return None
-    try:
-        caller = _FlatCaller(fn, sig)
-        fast = caller(probe)
-        public = {k: v.numpy() for k, v in fn(**probe).items()}
-    except Exception as e:  # noqa: BLE001 - any surprise means: use the public call
-        log.debug("signature %s: flat call unavailable (%s)", sig.name, e)
-        return None
-    same = fast.keys() == public.keys() and all(
-        fast[k].dtype == public[k].dtype and np.array_equal(fast[k], public[k], equal_nan=True)
-        for k in public)
-    return caller if same else None
-
 
 class Servable:
     """A loaded SavedModel version. `run` is synchronous and safe to call from many threads."""
@@ -190,8 +113,8 @@ class Servable:
                 name=key, method_name=sd.method_name,
                 inputs={k: _spec(k, v) for k, v in sd.inputs.items()},
                 outputs={k: _spec(k, v) for k, v in sd.outputs.items()})
-        self._flat: dict[str, _FlatCaller | None] = {
-            key: _flat_caller(self._functions[key], sig) for key, sig in self.signatures.items()}
+        self._flat: dict[str, FlatCaller | None] = {
+            key: flat_caller(self._functions[key], sig) for key, sig in self.signatures.items()}
 
     @classmethod
     def load(cls, name: str, version: int, path: str | Path, *, tags: Sequence[str] = ("serve",)) -> "Servable":
