@@ -132,24 +132,17 @@ class DataPlane:
         return {k: outputs[k] for k in output_filter} if output_filter else outputs
 
     def predict_then(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
-                     done: Done, *, output_filter: Sequence[str] | None = None, batch: bool = True) -> None:
+                     done: Done, *, batch: bool = True) -> None:
         """Run a signature and call `done(outputs, None)` or `done(None, error)` once.
 
         With batching on (and `batch`), the call is queued and `done` runs on a batch thread;
         otherwise it runs here. Raises at once what the batcher refuses (a bad request, a full
         queue)."""
         if batch and self.batcher is not None:
-            servable.check_output_filter(servable.signature(signature_name), output_filter)
-            if output_filter:
-                def filtered(outputs: dict | None, error: BaseException | None) -> None:
-                    done({k: outputs[k] for k in output_filter} if outputs is not None else None, error)
-
-                self.batcher.submit_callback(servable, signature_name, inputs, filtered)
-            else:
-                self.batcher.submit_callback(servable, signature_name, inputs, done)
+            self.batcher.submit_callback(servable, signature_name, inputs, done)
             return
         try:
-            outputs = self._run(servable, signature_name, inputs, output_filter)
+            outputs = self._run(servable, signature_name, inputs, None)
         except Exception as e:  # noqa: BLE001 - handed to the caller
             done(None, e)
             return

@@ -3,21 +3,12 @@ stubs of `tensorflow_serving.apis`, so any TF Serving client works unchanged.
 
 Each method decodes its request proto, calls one data-plane method and encodes the response;
 a `ServingError` becomes the call's status with TF Serving's code and message.
-
-The methods are coroutines on grpc.aio's event loop. A small predict (up to `INLINE_MAX_BYTES`
-of input) runs right there: handing it to a thread and back costs more than the model call
-(measured: the thread-pool server served 0.6x the requests of the REST server). Larger ones,
-and classify/regress, run on `executor` so that a long model call never stalls the other calls'
-I/O. With batching a predict is queued and its answer comes back through a callback that
-resolves an asyncio future; nothing blocks the loop.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import Executor
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_management_pb2,
@@ -31,7 +22,6 @@ from mlserve.server.requestlog import RequestLog
 log = logging.getLogger("mlserve.server.grpc")
 
 CODE_NUMBERS = {c.name: c.value[0] for c in grpc.StatusCode}
-INLINE_MAX_BYTES = 64 * 1024  # predicts with this much input or less run on the loop
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 
@@ -51,23 +41,17 @@ def ref_of(model_spec: Any) -> ModelRef:
 class _Base:
     service = ""
 
-    def __init__(self, dataplane: DataPlane, request_log: RequestLog, executor: Executor, *,
-                 tensor_content: bool = False) -> None:
+    def __init__(self, dataplane: DataPlane, request_log: RequestLog, *, tensor_content: bool = False) -> None:
         self.dataplane = dataplane
         self.request_log = request_log
-        self.executor = executor
         self.tensor_content = tensor_content
 
-    async def _offload(self, fn: Callable[[], Any]) -> Any:
-        """`fn()` on the executor (a model call that may be long)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
-
-    async def _handle(self, method: str, model_name: str, request: Any, context: grpc.aio.ServicerContext,
-                      work: Callable[[], Awaitable[Any]]) -> Any:
+    def _handle(self, method: str, model_name: str, request: Any, context: grpc.ServicerContext,
+                work: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         code, message, response = "OK", "", None
         try:
-            response = await work()
+            response = work()
         except ServingError as e:
             code, message = e.code, e.message
         except Exception as e:  # a bug or an unexpected TF failure: INTERNAL, server stays up
@@ -83,77 +67,44 @@ class _Base:
                 request_bytes=request.ByteSize(), error=message or None)
         if response is not None:
             return response
-        await context.abort(getattr(grpc.StatusCode, code), message)
+        context.abort(getattr(grpc.StatusCode, code), message)
 
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
     service = PREDICTION_SERVICE
 
-    async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 - gRPC names
-        async def work() -> Any:
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC names
+        def work() -> Any:
             servable = self.dataplane.servable(ref_of(request.model_spec))
             sig = servable.signature(request.model_spec.signature_name)
             inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
-            output_filter = list(request.output_filter) or None
-            if self.dataplane.batcher is not None:
-                outputs = await self._batched(servable, sig.name, inputs, output_filter, context.time_remaining())
-            elif sum(a.nbytes for a in inputs.values()) <= INLINE_MAX_BYTES:
-                outputs = self.dataplane.predict(servable, sig.name, inputs, output_filter=output_filter)
-            else:
-                outputs = await self._offload(lambda: self.dataplane.predict(
-                    servable, sig.name, inputs, output_filter=output_filter))
+            outputs = self.dataplane.predict(servable, sig.name, inputs,
+                                             output_filter=list(request.output_filter) or None,
+                                             timeout=context.time_remaining())
             return servable.predict_response(sig.name, outputs, tensor_content=self.tensor_content)
 
-        return await self._handle("Predict", request.model_spec.name, request, context, work)
+        return self._handle("Predict", request.model_spec.name, request, context, work)
 
-    async def _batched(self, servable: Any, signature_name: str, inputs: dict, output_filter: list[str] | None,
-                       timeout: float | None) -> dict:
-        """The batcher's answer, delivered from its batch thread into an asyncio future."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
+    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._handle("Classify", request.model_spec.name, request, context, lambda: self.dataplane.classify(
+            self.dataplane.servable(ref_of(request.model_spec)), request))
 
-        def settle(outputs: dict | None, error: BaseException | None) -> None:  # on the loop
-            if not future.done():
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(outputs)
+    def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._handle("Regress", request.model_spec.name, request, context, lambda: self.dataplane.regress(
+            self.dataplane.servable(ref_of(request.model_spec)), request))
 
-        def done(outputs: dict | None, error: BaseException | None) -> None:  # on a batch thread
-            loop.call_soon_threadsafe(settle, outputs, error)
-
-        self.dataplane.predict_then(servable, signature_name, inputs, done, output_filter=output_filter)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
-
-    async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        async def work() -> Any:
-            servable = self.dataplane.servable(ref_of(request.model_spec))
-            return await self._offload(lambda: self.dataplane.classify(servable, request))
-
-        return await self._handle("Classify", request.model_spec.name, request, context, work)
-
-    async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        async def work() -> Any:
-            servable = self.dataplane.servable(ref_of(request.model_spec))
-            return await self._offload(lambda: self.dataplane.regress(servable, request))
-
-        return await self._handle("Regress", request.model_spec.name, request, context, work)
-
-    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        async def work() -> Any:
+    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def work() -> Any:
             if not request.tasks:
                 raise ServingError("INVALID_ARGUMENT", "Tasks is empty.")
             servable = self.dataplane.servable(ref_of(request.tasks[0].model_spec))
-            return await self._offload(lambda: self.dataplane.multi_inference(servable, request))
+            return self.dataplane.multi_inference(servable, request)
 
         name = request.tasks[0].model_spec.name if request.tasks else ""
-        return await self._handle("MultiInference", name, request, context, work)
+        return self._handle("MultiInference", name, request, context, work)
 
-    async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        async def work() -> Any:
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def work() -> Any:
             fields = list(request.metadata_field)
             if not fields:
                 raise ServingError("INVALID_ARGUMENT",
@@ -168,14 +119,14 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 resp.metadata["signature_def"].Pack(meta.signature_def_map)
             return resp
 
-        return await self._handle("GetModelMetadata", request.model_spec.name, request, context, work)
+        return self._handle("GetModelMetadata", request.model_spec.name, request, context, work)
 
 
 class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
     service = MODEL_SERVICE
 
-    async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        async def work() -> Any:
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def work() -> Any:
             if not request.HasField("model_spec"):
                 raise ServingError("INVALID_ARGUMENT", "Missing ModelSpec")
             spec = request.model_spec
@@ -191,14 +142,13 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
                 entry.status.error_message = s.error_message
             return resp
 
-        return await self._handle("GetModelStatus", request.model_spec.name, request, context, work)
+        return self._handle("GetModelStatus", request.model_spec.name, request, context, work)
 
-    async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext  # noqa: N802
-                                        ) -> Any:
-        async def work() -> Any:
-            await self._offload(lambda: self.dataplane.reload(request.config))  # loads models: long
+    def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def work() -> Any:
+            self.dataplane.reload(request.config)
             resp = model_management_pb2.ReloadConfigResponse()
             resp.status.error_code = 0
             return resp
 
-        return await self._handle("HandleReloadConfigRequest", "", request, context, work)
+        return self._handle("HandleReloadConfigRequest", "", request, context, work)

@@ -33,9 +33,8 @@ class LoopThread:
         self.server, self.loop, self.thread = server, loop, thread
 
     @classmethod
-    def start(cls, server: AsyncServer, name: str, *, use_uvloop: bool = True,
-              timeout: float = 60.0) -> "LoopThread":
-        loop = new_event_loop() if use_uvloop else asyncio.new_event_loop()
+    def start(cls, server: AsyncServer, name: str, timeout: float = 60.0) -> "LoopThread":
+        loop = new_event_loop()
         started: concurrent.futures.Future = concurrent.futures.Future()
 
         def run() -> None:

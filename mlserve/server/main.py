@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from mlserve.errors import MlserveError, UsageError
 from mlserve.server.batching import Batcher, BatchingOptions
@@ -24,6 +24,8 @@ from mlserve.server.loopthread import LoopThread
 from mlserve.server.manager import ModelManager
 from mlserve.server.requestlog import RequestLog
 
+if TYPE_CHECKING:
+    from mlserve.server.grpc_server import GrpcServer
 
 log = logging.getLogger("mlserve.server")
 
@@ -71,7 +73,7 @@ class ModelServer:
         self.options = options
         self.manager: ModelManager | None = None
         self.dataplane: DataPlane | None = None
-        self.grpc: LoopThread | None = None
+        self.grpc: GrpcServer | None = None
         self.rest: LoopThread | None = None
         self.request_log: RequestLog | None = None
         self.batcher: Batcher | None = None
@@ -84,7 +86,7 @@ class ModelServer:
         """Load the models, then open the ports. Raises MlserveError/OSError when it cannot."""
         # The front-ends pull in gRPC and TensorFlow's protos (hence TensorFlow): imported here,
         # so that `--help`, `--version` and flag errors answer at once.
-        from mlserve.server.grpc_server import serve_grpc
+        from mlserve.server.grpc_server import GrpcServer
         from mlserve.server.rest import serve_rest
 
         options = self.options
@@ -110,7 +112,8 @@ class ModelServer:
             config_poll_seconds=options.model_config_file_poll_wait_seconds)
         self.manager.start()
         self.dataplane = DataPlane(self.manager, self.batcher)
-        self.grpc = serve_grpc(self.dataplane, options, self.request_log)
+        self.grpc = GrpcServer(self.dataplane, options, self.request_log)
+        self.grpc.start()
         if options.rest_api_port:
             if options.rest_api_port == options.port:
                 log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
@@ -130,7 +133,6 @@ class ModelServer:
             self.rest = None
         if self.grpc is not None:
             self.grpc.stop(grace)
-            self.grpc = None
         if self.batcher is not None:
             self.batcher.close()
             self.batcher = None
