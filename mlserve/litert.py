@@ -12,7 +12,6 @@ concurrently take one each from an `InterpreterPool`.
 from __future__ import annotations
 
 import queue
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +114,8 @@ def accuracy(model: TFLiteModel, images: np.ndarray, labels: np.ndarray, batch_s
 
 
 class InterpreterPool:
-    """`size` interpreters of one model; each concurrent call borrows one (TF Serving's
-    --num_tflite_interpreters_per_pool). A call that finds none free waits for one."""
+    """`size` interpreters of one model; each concurrent call borrows one, and a call that finds
+    none free waits for one (so at most `size` calls run at once)."""
 
     def __init__(self, content: bytes, size: int, *, signature: str = DEFAULT_SIGNATURE,
                  num_threads: int | None = 1) -> None:
@@ -124,6 +123,7 @@ class InterpreterPool:
             raise ValueError("a pool holds at least one interpreter")
         first = TFLiteModel(content=content, signature=signature, num_threads=num_threads)
         self.inputs, self.outputs, self.size = first.inputs, first.outputs, size
+        self.signature = signature
         self._free: queue.LifoQueue[TFLiteModel] = queue.LifoQueue()
         self._free.put(first)
         for _ in range(size - 1):
@@ -137,25 +137,8 @@ class InterpreterPool:
         finally:
             self._free.put(model)
 
-
-class PoolSet:
-    """`pools` pools of interpreters (TF Serving's --num_tflite_pools), picked round-robin."""
-
-    def __init__(self, content: bytes, pools: int, per_pool: int, *,
-                 signature: str = DEFAULT_SIGNATURE, num_threads: int | None = 1) -> None:
-        if pools < 1:
-            raise ValueError("at least one pool")
-        self.pools = [InterpreterPool(content, per_pool, signature=signature, num_threads=num_threads)
-                      for _ in range(pools)]
-        self.inputs, self.outputs = self.pools[0].inputs, self.pools[0].outputs
-        self._next = 0
-        self._lock = threading.Lock()
-
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with self._lock:
-            pool = self.pools[self._next]
-            self._next = (self._next + 1) % len(self.pools)
-        with pool.borrow() as model:
+        with self.borrow() as model:
             return model.predict(inputs)
 
 
