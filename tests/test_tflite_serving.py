@@ -164,3 +164,15 @@ def test_without_the_flag_the_saved_model_is_served(models: dict, tmp_path: Path
         np.testing.assert_allclose(_predict(server, models["images"]), expected, atol=1e-5)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("runtime", ["embedded", "binary", "docker"])
+def test_serve_tflite_maps_to_prefer_tflite_model_for_every_runtime(models: dict, runtime: str) -> None:
+    from predict_helpers import run_cli
+
+    proc = run_cli("serve", "--tflite", "--runtime", runtime, "--model-base-path", str(models["base"]),
+                   "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split().count("--prefer_tflite_model") == 1
+    plain = run_cli("serve", "--runtime", runtime, "--model-base-path", str(models["base"]), "--dry-run")
+    assert "--prefer_tflite_model" not in plain.stdout

@@ -51,6 +51,8 @@ def serve(
     ready_timeout: Optional[float] = typer.Option(
         None, "--ready-timeout", help="Seconds to wait for every model to be AVAILABLE."),
     gpu: bool = typer.Option(False, "--gpu", help="Serve on the NVIDIA GPU (fails when none is visible)."),
+    tflite: bool = typer.Option(
+        False, "--tflite", help="Serve each version's model.tflite where it exists (--prefer_tflite_model)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; the server keeps running."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact command line and start nothing."),
 ) -> None:
@@ -72,7 +74,7 @@ def serve(
         host=settings.get("host", host), poll_seconds=poll_seconds, batching=batching,
         batching_parameters_file=batching_parameters_file, monitoring=monitoring, name=name,
         ready_timeout=settings.get("ready_timeout", ready_timeout), gpu=gpu,
-        extra_flags=list(tfs_args or []), dry_run=dry_run, workspace=workspace)
+        extra_flags=list(tfs_args or []), dry_run=dry_run, workspace=workspace, tflite=tflite)
     _say(f"Runtime: {plan.runtime.name} ({plan.reason})")
     if dry_run:
         sys.stdout.write(plan.command_line + "\n")

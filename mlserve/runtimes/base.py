@@ -32,6 +32,7 @@ class ServeOptions:
     batching_parameters_file: Path | None = None
     monitoring_config_file: Path | None = None  # written by the lifecycle when --monitoring is given
     gpu: bool = False
+    tflite: bool = False  # serve <version>/model.tflite where it exists (--prefer_tflite_model)
     ready_timeout: float = 120.0
     extra_flags: list[str] = field(default_factory=list)  # passed to TF Serving as they are
     # The models to wait for: [model_name], or the names listed in the config file.
@@ -70,6 +71,8 @@ def tfs_flags(options: ServeOptions, path: Callable[[Path], str] = str,
         flags.append(f"--batching_parameters_file={path(options.batching_parameters_file)}")
     if options.monitoring_config_file is not None:
         flags.append(f"--monitoring_config_file={path(options.monitoring_config_file)}")
+    if options.tflite:
+        flags.append("--prefer_tflite_model")
     flags += options.extra_flags
     return flags
 

@@ -121,7 +121,7 @@ def make_plan(*, runtime: str, model_name: str, model_base_path: str | Path | No
               batching: bool = False, batching_parameters_file: str | Path | None = None,
               monitoring: bool = False, name: str | None = None, ready_timeout: float = 120.0,
               gpu: bool = False, extra_flags: list[str] | None = None, dry_run: bool = False,
-              workspace: Workspace | None = None) -> Plan:
+              workspace: Workspace | None = None, tflite: bool = False) -> Plan:
     """Resolve and check everything `serve` needs; build the exact command. Starts nothing.
 
     With `dry_run` the checks that depend on this machine's state right now (GPU, runtime
@@ -159,7 +159,7 @@ def make_plan(*, runtime: str, model_name: str, model_base_path: str | Path | No
         batching=batching,
         batching_parameters_file=_existing_file(batching_parameters_file, "--batching-parameters-file"),
         gpu=gpu, ready_timeout=ready_timeout, extra_flags=list(extra_flags or []),
-        model_names=models, config_models=config_models)
+        model_names=models, config_models=config_models, tflite=tflite)
     files: dict[Path, str] = {}
     if monitoring:
         options.monitoring_config_file = workspace.servers_dir / f"{name}.monitoring.config"
