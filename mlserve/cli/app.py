@@ -47,7 +47,8 @@ def _register_commands() -> None:
     # The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
     import importlib
 
-    for name in ("train", "export", "serve", "predict", "bench", "plan", "deploy", "server", "config"):
+    for name in ("train", "export", "serve", "predict", "bench", "compare", "plan", "deploy", "server",
+                 "config"):
         try:
             module = importlib.import_module(f"mlserve.cli.{name}")
         except ModuleNotFoundError as e:  # a command group still being built
