@@ -61,6 +61,8 @@ def predict(
                          signature=signature)
     if grpc and columnar:
         raise UsageError("--columnar is a REST format; gRPC always sends tensors")
+    if score_output is not None and score is None:
+        raise UsageError("--output goes with --score", hint="e.g. --score digits.npy --output scores.jsonl")
     if score is not None:
         from mlserve.cli import score as scoring_cli
 
