@@ -78,20 +78,13 @@ def parse_formats(text: str | None) -> list[str]:
     return chosen
 
 
-def saved_model_size(version_dir: Path) -> int:
-    files = [version_dir / "saved_model.pb", version_dir / "fingerprint.pb"]
-    for sub in ("variables", "assets"):
-        files += [p for p in (version_dir / sub).rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files if p.is_file())
-
-
 def compare(version_dir: str | os.PathLike, *, formats: list[str] | None = None, iterations: int = 200,
             serve: bool = True, duration: float = 2.0, connections: int = 8,
             progress: Progress | None = None) -> Comparison:
     """Measure each format of the SavedModel in `version_dir` (see the module docstring)."""
     from mlserve.data import prepare_images
     from mlserve.model import read_record
-    from mlserve.tflite import convert, representative_images, training_data
+    from mlserve.tflite import convert, representative_images, saved_model_size, training_data
 
     source = Path(version_dir)
     if not (source / "saved_model.pb").is_file():

@@ -147,11 +147,10 @@ def export_model(
         }
         tflite_info = None
         if quantization:
-            from mlserve.tflite import write_tflite
+            from mlserve.tflite import saved_model_size, write_tflite
 
-            saved_model_size = _folder_size(tmp)
             tflite_info = write_tflite(tmp, quantization, record, mnist=mnist).as_dict()
-            tflite_info["saved_model_size_bytes"] = saved_model_size
+            tflite_info["saved_model_size_bytes"] = saved_model_size(tmp)
             info["tflite"] = tflite_info
         (tmp / ASSETS_EXTRA).mkdir(exist_ok=True)
         (tmp / ASSETS_EXTRA / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")

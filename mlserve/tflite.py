@@ -44,6 +44,16 @@ class TFLiteRecord:
                 "data": self.data}
 
 
+def saved_model_size(version_dir: str | os.PathLike) -> int:
+    """The SavedModel's own files: saved_model.pb, fingerprint.pb, variables/, assets/ (not the
+    warm-up requests or mlserve's notes in assets.extra/, nor model.tflite)."""
+    folder = Path(version_dir)
+    files = [folder / "saved_model.pb", folder / "fingerprint.pb"]
+    for sub in ("variables", "assets"):
+        files += [p for p in (folder / sub).rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files if p.is_file())
+
+
 def parse_quantization(value: str | None) -> str | None:
     """One of QUANTIZATIONS (None stays None); anything else is a UsageError."""
     if value is None:
