@@ -55,6 +55,27 @@ def _predict(server, images: np.ndarray, transport: str = "rest", version: int |
         client.close()
 
 
+def _grpc_signature_def(server):
+    import grpc
+    from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(server.grpc) as channel:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = MODEL_NAME
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(
+            request, timeout=10)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert list(signatures.signature_def) == ["serving_default"]
+    return signatures.signature_def["serving_default"]
+
+
+def _saved_signature_def(version_dir: Path):
+    from mlserve.server.servable import read_meta_graph
+
+    return read_meta_graph(version_dir, ["serve"]).signature_def["serving_default"]
+
+
 def _status(server) -> dict[int, dict]:
     with urllib.request.urlopen(f"{server.url}/v1/models/{MODEL_NAME}", timeout=10) as r:
         body = json.loads(r.read())
@@ -117,6 +138,7 @@ def test_serves_model_tflite_with_the_saved_models_metadata(models: dict, tmp_pa
         assert sig["inputs"]["Conv1_input"]["name"] == "serving_default_Conv1_input:0"
         assert [d["size"] for d in sig["inputs"]["Conv1_input"]["tensor_shape"]["dim"]] == ["-1", "28", "28", "1"]
         assert sig["method_name"] == "tensorflow/serving/predict"
+        assert _grpc_signature_def(server) == _saved_signature_def(v1)
         with pytest.raises(Exception, match="shape"):
             _predict(server, np.zeros((1, 27, 28, 1), np.float32))  # checked like the SavedModel's
     finally:
