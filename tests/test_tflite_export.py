@@ -96,7 +96,7 @@ def test_models_lists_the_tflite_columns(exported: dict) -> None:
     table = subprocess.run([sys.executable, "-m", "mlserve", "models", "--model-base-path",
                             str(exported["base"])], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "COLUMNS": "200"})
-    assert "int8" in table.stdout and "tflite" in table.stdout
+    assert "int8, 17" in table.stdout and "model.tflite" in table.stdout
 
 
 def test_int8_without_training_data_is_one_clear_error(exported: dict, tmp_path: Path) -> None:

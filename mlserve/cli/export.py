@@ -111,15 +111,18 @@ def models(
         ])
         return
     output.err.print(f"{name}: {base}", soft_wrap=True)
-    table = Table("version", "size", "created", "test accuracy", "warm-up", "tflite", "tflite size",
-                  "tflite accuracy")
+    table = Table("version", "size", "created", "test accuracy", "warm-up", "model.tflite")
     for v in versions:
-        t = v.tflite or {}
         table.add_row(str(v.version), _size(v.size_bytes), v.created.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                      _accuracy(v.test_accuracy), "yes" if v.has_warmup else "no",
-                      (t.get("quantization") or "?") if t else "-",
-                      _size(t["size_bytes"]) if t else "-", _accuracy(t.get("test_accuracy")))
+                      _accuracy(v.test_accuracy), "yes" if v.has_warmup else "no", _tflite_cell(v.tflite))
     output.out.print(table)
+
+
+def _tflite_cell(t: dict[str, Any] | None) -> str:
+    """"int8, 17.2 KiB, 0.8560": format, size, test accuracy measured with LiteRT ("-": no file)."""
+    if not t:
+        return "-"
+    return f"{t.get('quantization') or '?'}, {_size(t['size_bytes'])}, {_accuracy(t.get('test_accuracy'))}"
 
 
 def _accuracy(value: float | None) -> str:
