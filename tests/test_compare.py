@@ -66,6 +66,7 @@ def test_table_without_serving(base: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "float16" in proc.stdout and "accuracy" in proc.stdout
     assert "float16: " not in proc.stdout  # progress went to stderr
+    assert "float16: in-process latency" in proc.stderr
 
 
 def test_unknown_format_is_a_usage_error(base: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,22 +27,34 @@ def digits() -> np.ndarray:
     return load_mnist("sample").x_test[:300]  # uint8 (300, 28, 28)
 
 
-def _client_factory(server, *, fail_after: int | None = None):
+def _client_factory(server, *, fail_after: int | None = None, transport: str = "rest",
+                    in_flight: list[int] | None = None):
     from mlserve.client import ModelTarget, connect
 
     calls = {"n": 0}
+    lock = threading.Lock()
 
     class Interrupting:
         """The real REST client; raises KeyboardInterrupt on call `fail_after` (a Ctrl-C mid-job)."""
 
         def __init__(self) -> None:
-            self.inner = connect(ModelTarget(MODEL_NAME), url=server.url)
+            self.inner = connect(ModelTarget(MODEL_NAME), transport=transport, url=server.url,
+                                 grpc_server=server.grpc)
 
         def predict(self, images):
-            calls["n"] += 1
-            if fail_after is not None and calls["n"] > fail_after:
-                raise KeyboardInterrupt
-            return self.inner.predict(images)
+            with lock:
+                calls["n"] += 1
+                if fail_after is not None and calls["n"] > fail_after:
+                    raise KeyboardInterrupt
+                if in_flight is not None:  # [now, most at once]
+                    in_flight[0] += 1
+                    in_flight[1] = max(in_flight)
+            try:
+                return self.inner.predict(images)
+            finally:
+                if in_flight is not None:
+                    with lock:
+                        in_flight[0] -= 1
 
         def close(self) -> None:
             self.inner.close()
@@ -49,15 +62,18 @@ def _client_factory(server, *, fail_after: int | None = None):
     return Interrupting
 
 
-def test_npy_to_jsonl_in_order_with_the_models_answers(digits_server, digits, tmp_path) -> None:
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_npy_to_jsonl_in_order_with_the_models_answers(digits_server, digits, tmp_path, transport) -> None:
     from mlserve.scoring import open_dataset, partial_paths, score
 
     source = tmp_path / "digits.npy"
     np.save(source, digits)
     out = tmp_path / "scores.jsonl"
-    seen = []
-    result = score(open_dataset(source), out, _client_factory(digits_server), batch_size=32,
-                   concurrency=3, progress=lambda done, total: seen.append((done, total)))
+    seen, in_flight = [], [0, 0]
+    result = score(open_dataset(source), out,
+                   _client_factory(digits_server, transport=transport, in_flight=in_flight),
+                   batch_size=16, concurrency=3, progress=lambda done, total: seen.append((done, total)))
+    assert 1 <= in_flight[1] <= 3  # bounded: never more requests in flight than --concurrency
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["index"] for r in rows] == list(range(300))
     expected = reference_probabilities(digits_server.base, digits[..., None].astype(np.float32) / 255)

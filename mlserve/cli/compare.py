@@ -49,9 +49,13 @@ def compare(
                             hint=f"versions: {', '.join(str(v.version) for v in versions)}")
     output.info(f"Comparing {name} version {picked.version} ({picked.path}) ...")
     with output.err.status("starting") as status:
+        def progress(fmt: str, what: str) -> None:
+            status.update(f"{fmt}: {what}")
+            if not output.err.is_terminal:  # a log or a pipe gets one line per step instead
+                output.info(f"{fmt}: {what}")
+
         result = run_compare(picked.path, formats=chosen, iterations=iterations, serve=not no_serve,
-                             duration=duration, connections=connections,
-                             progress=lambda fmt, what: status.update(f"{fmt}: {what}"))
+                             duration=duration, connections=connections, progress=progress)
     data = result.as_dict()
     written = None
     if plot or plot_file is not None:
