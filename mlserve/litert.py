@@ -60,6 +60,7 @@ class TFLiteModel:
             if content is None:
                 content = Path(path).read_bytes()  # type: ignore[arg-type]
             self.size_bytes = len(content)
+            self._content = content  # the interpreter reads the model from this buffer: keep it
             self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
             signatures = self._interpreter.get_signature_list()
         except OSError as e:
