@@ -1,6 +1,7 @@
 """`mlserve serve`, `status`, `stop`, `logs`: run TF Serving (binary, Docker or embedded) and manage it."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -95,6 +96,8 @@ def serve(
         return
     result = lifecycle.start(plan, detach=False, notify=_say, log_sink=_log_line)
     _say(f"Stopped {result.record.name} ({result.how}).")
+    if result.signal == signal.SIGINT:  # Ctrl-C: 130, as for every command (docs/exit-codes.md)
+        raise typer.Exit(130)
 
 
 def _versions(models: dict) -> str:
@@ -140,33 +143,41 @@ def stop(
     all_: bool = typer.Option(False, "--all", help="Stop every recorded server."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds between SIGTERM and SIGKILL."),
 ) -> None:
-    """Stop a server: SIGTERM (docker stop), a bounded wait, then SIGKILL; its record is removed."""
+    """Stop a server: SIGTERM (docker stop), a bounded wait, then SIGKILL; its record is removed.
+
+    Without NAME it stops the only running server. With nothing running, `stop` and `stop --all`
+    both say so and succeed (exit 0); a NAME that is not recorded is an error (exit 4).
+    """
     from mlserve.runtimes import lifecycle
 
     workspace = Workspace.current()
     if all_:
         results = lifecycle.stop_all(workspace, timeout)
-        if not results:
-            _say("No server is recorded.")
     else:
-        results = [lifecycle.stop(name or lifecycle.default_name(workspace), workspace, timeout)]
+        server = name or lifecycle.only_server(workspace)
+        results = [lifecycle.stop(server, workspace, timeout)] if server else []
+    if not results:
+        _say("No server is running; nothing to stop (`mlserve status` lists servers).")
     for r in results:
         sys.stdout.write(f"{r.name}: {r.how}" + ("" if r.port_free else " (its ports are still busy)")
                          + "\n")
 
 
 def logs(
-    name: Optional[str] = typer.Argument(None, help="Server name (default: the only one running)."),
+    name: Optional[str] = typer.Argument(None, help="Server name (default: the latest one started)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C ends)."),
     lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines to print."),
 ) -> None:
-    """Print a server's log (the workspace log file; `docker logs` when that file is gone)."""
+    """Print a server's log (the workspace log file; `docker logs` when that file is gone).
+
+    Without NAME: the latest server started (or, with none recorded, the last log written).
+    """
     import subprocess
 
     from mlserve.runtimes import lifecycle, process
 
     workspace = Workspace.current()
-    server = name or lifecycle.default_name(workspace)
+    server = name or lifecycle.latest_server(workspace)
     path, command = lifecycle.find_log(server, workspace)
     if path is None:
         assert command is not None
@@ -187,6 +198,7 @@ def logs(
             time.sleep(0.2)
     except KeyboardInterrupt:
         follower.poll(final=True)
+        raise typer.Exit(130) from None
 
 
 def register(app: typer.Typer) -> None:
