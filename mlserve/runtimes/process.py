@@ -38,8 +38,9 @@ def _die_with_parent() -> None:
 
 
 def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None,
-          die_with_parent: bool = True) -> subprocess.Popen[bytes]:
-    """Start `argv` in its own session with stdout+stderr appended to `log_path`."""
+          die_with_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session with stdout+stderr appended to `log_path`; `env` is added
+    to this process's environment."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -47,7 +48,7 @@ def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None,
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
-            start_new_session=True,
+            cwd=cwd, start_new_session=True,
             preexec_fn=_die_with_parent if die_with_parent and sys.platform.startswith("linux") else None,
         )
 
@@ -101,6 +102,13 @@ def same_process(pid: int, cmdline: list[str] | None, start_ticks: int | None) -
 
 
 # --- ports --------------------------------------------------------------------------------------
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral port nothing listens on now (bind port 0, read it back, release it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
 
 def check_port_free(host: str, port: int, what: str) -> None:
     """Refuse a port that something already listens on (bind test, as the server would bind)."""
