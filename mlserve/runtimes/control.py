@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlserve.errors import MlserveError, NotFoundError, UsageError
+from mlserve.errors import ConflictError, MlserveError, NotFoundError, UsageError
 from mlserve.runtimes import process, records
 from mlserve.runtimes.planning import log_path_for, record_alive, runtime_of
 from mlserve.runtimes.records import ServerRecord
@@ -86,6 +86,10 @@ def stop(name: str, workspace: Workspace | None = None, grace: float = STOP_GRAC
     """Stop one recorded server (ask, bounded wait, force) and remove its record and files."""
     workspace = workspace or Workspace.current()
     record = records.load(workspace, name)
+    if record.pid <= 0 and record_alive(record):
+        raise ConflictError(f"server {name!r} is still starting (mlserve pid "
+                            f"{record.extra.get('starter_pid')})",
+                            hint=f"wait for that start to finish, then `mlserve stop {name}`")
     runtime = runtime_of(record)
     how = "not running"
     if record_alive(record):

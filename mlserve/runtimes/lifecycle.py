@@ -108,6 +108,12 @@ def launch(plan: Plan, *, detach: bool, notify: Notify,
            log_sink: Callable[[str], None] | None = None) -> Child:
     """Write the plan's files, claim the server's name, start the process, record it."""
     opts = plan.options
+    for path, text in plan.files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    plan.runtime.prepare(opts, notify)  # may take minutes (docker pull): before the claim
+    for note in plan.launch.notes:
+        notify(note)
     record = ServerRecord(
         name=opts.name, runtime=plan.runtime.name, pid=0, host=opts.host,
         grpc_port=opts.grpc_port, rest_port=opts.rest_port, models=opts.model_names,
@@ -115,17 +121,12 @@ def launch(plan: Plan, *, detach: bool, notify: Notify,
         model_config_file=str(opts.model_config_file) if opts.model_config_file else None,
         log_path=str(plan.log_path), command=plan.launch.argv, started=_now(),
         container=plan.launch.container, detached=detach, gpu=opts.gpu,
-        mlserve_pid=None if detach else os.getpid(), files=[str(p) for p in plan.files])
-    # Claimed before anything starts (pid 0 until spawned): of two starts racing for one name,
-    # one gets it. A record whose mlserve died before the spawn has pid 0 and is found stale.
+        mlserve_pid=None if detach else os.getpid(), files=[str(p) for p in plan.files],
+        extra={"starter_pid": os.getpid()})
+    # Claimed right before the spawn, with pid 0 until then: of two starts racing for one name,
+    # one gets it. A pid-0 record counts as running while the mlserve that claimed it lives.
     records.claim(plan.workspace, record)
     try:
-        for path, text in plan.files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        plan.runtime.prepare(opts, notify)
-        for note in plan.launch.notes:
-            notify(note)
         plan.log_path.parent.mkdir(parents=True, exist_ok=True)
         plan.log_path.write_text(f"# mlserve {_now()}: {plan.command_line}\n")
         proc = process.spawn(plan.launch.argv, plan.log_path, plan.launch.env,

@@ -174,6 +174,8 @@ def runtime_of(record: ServerRecord) -> Runtime:
 
 def record_alive(record: ServerRecord) -> bool:
     """The recorded server still runs: the engine says so, or its pid is the same process."""
+    if record.pid <= 0:  # claimed, not spawned yet: it lives while the mlserve starting it does
+        return process.pid_alive(int(record.extra.get("starter_pid", 0)))
     engine = runtime_of(record).is_running(record)
     if engine is not None:
         return engine

@@ -260,6 +260,8 @@ def wait_ready(is_dead: Callable[[], int | None | bool], host: str, rest_port: i
 
 def signal_group(pid: int, sig: int) -> None:
     """Signal the child's process group (it leads one: start_new_session), else the pid."""
+    if pid <= 0:  # never 0 or -1: those would signal our own group, or every process we may
+        return
     try:
         if os.getpgid(pid) == pid:
             os.killpg(pid, sig)
@@ -274,6 +276,8 @@ def signal_group(pid: int, sig: int) -> None:
 
 def is_gone(pid: int, proc: subprocess.Popen | None = None) -> bool:
     """Whether the process has exited (and is reaped, when it is our child)."""
+    if pid <= 0:
+        return True
     if proc is not None:
         return proc.poll() is not None
     try:  # our child from an earlier call in this process? reap it
