@@ -6,6 +6,7 @@ engine) and stale ones are removed. Without a name, `stop` means the only runnin
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -103,8 +104,10 @@ def stop(name: str, workspace: Workspace | None = None, grace: float = STOP_GRAC
                 how = stop_server(runtime, record, 0.5)
         elif process.same_process(record.pid, record.proc_cmdline, record.proc_start_ticks):
             how = stop_server(runtime, record, grace)
-        else:  # the engine still runs the container, but our `docker run` client is gone
-            runtime.force_stop(record)
+        else:
+            # The engine still runs the container, but the recorded pid is no longer our
+            # `docker run` client (it may belong to anyone now): stop through the engine only.
+            how = stop_server(runtime, dataclasses.replace(record, pid=0), grace)
     records.remove(workspace, name)
     host = runtime.bind_host(record.host)
     deadline = time.monotonic() + 5

@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from mlserve.errors import ServerStartError
@@ -84,7 +84,6 @@ class Child:
     record: ServerRecord
     follower: process.LogFollower | None = None
     guard: subprocess.Popen | None = None
-    written: list[str] = field(default_factory=list)
 
     @property
     def runtime(self) -> Runtime:
