@@ -214,3 +214,20 @@ def test_mlserve_killed_during_a_detached_start_leaves_a_server_status_and_stop_
     done = env.run("stop", MODEL)
     assert done.returncode == 0, done.stderr
     assert pid_gone(child) and port_free(rest) and env.status() == []
+
+
+def test_ctrl_c_before_ready_stops_the_child_and_exits_130(env: Env, base_path: Path,
+                                                          ports: tuple[int, int], tmp_path: Path) -> None:
+    grpc, rest = ports
+    err = tmp_path / "serve.stderr"
+    with open(err, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlserve", "serve", "--runtime", "binary", "--model-base-path",
+             str(base_path), "--port", str(grpc), "--rest-port", str(rest)],
+            env={**env, "MLSERVE_STANDIN_READY_DELAY": "600"}, stdout=subprocess.DEVNULL, stderr=sink)
+    wait_for(err, "standin stub: serving", proc)  # the child runs; its models are LOADING
+    child = env.status()[0]["pid"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert "Traceback" not in err.read_text()
+    assert pid_gone(child) and port_free(rest) and env.status() == []
