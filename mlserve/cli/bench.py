@@ -52,7 +52,7 @@ def bench(
     if plot_file is not None:
         plot = True
     if duration is None and requests is None:
-        duration = 2.0 if self_test else 5.0
+        duration = 5.0
     if self_test:
         warmup = min(warmup, 0.5)
     # Every bound checked before any work (the data set, the server, the canned server).
