@@ -24,12 +24,12 @@ from mlserve.runtimes import process, records
 from mlserve.runtimes.base import Notify, Runtime
 from mlserve.runtimes.control import (ServerState, StopResult, find_log, latest_server,
                                       only_server, status, stop, stop_all)
-from mlserve.runtimes.planning import (RUNTIMES, Plan, get_runtime, log_path_for, make_plan,
-                                       preflight, select_runtime)
+from mlserve.runtimes.planning import (MONITORING_CONFIG, RUNTIMES, Plan, get_runtime,
+                                       log_path_for, make_plan, preflight, select_runtime)
 from mlserve.runtimes.records import ServerRecord
 from mlserve.runtimes.stopping import STOP_GRACE, stop_server
 
-__all__ = ["RUNTIMES", "Plan", "RunResult", "ServerState", "StopResult", "STOP_GRACE",
+__all__ = ["MONITORING_CONFIG", "RUNTIMES", "Plan", "RunResult", "ServerState", "StopResult", "STOP_GRACE",
            "find_log", "latest_server", "only_server", "get_runtime", "log_path_for", "make_plan",
            "select_runtime", "start", "status", "stop", "stop_all"]
 
