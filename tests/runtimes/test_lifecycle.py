@@ -203,8 +203,15 @@ def test_mlserve_killed_during_a_detached_start_leaves_a_server_status_and_stop_
              "--model-base-path", str(base_path), "--port", str(grpc), "--rest-port", str(rest)],
             env={**env, "MLSERVE_STANDIN_READY_DELAY": "60"}, stdout=subprocess.DEVNULL, stderr=sink)
     record = env.home / "servers" / f"{MODEL}.json"
+
+    def spawned() -> bool:  # the name is claimed (pid 0) just before the spawn; then the pid
+        try:
+            return json.loads(record.read_text())["pid"] > 0
+        except (OSError, ValueError):
+            return False
+
     deadline = time.monotonic() + 30
-    while not record.exists() and time.monotonic() < deadline:
+    while not spawned() and time.monotonic() < deadline:
         assert proc.poll() is None, err.read_text()
         time.sleep(0.05)
     proc.kill()  # mlserve dies mid-wait; the detached child lives on
