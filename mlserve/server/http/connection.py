@@ -1,9 +1,13 @@
 """One HTTP/1.1 client connection on httptools, and the cache of response heads.
 
 Keep-alive and pipelining (answers strictly in order), Content-Length and chunked bodies,
-`Expect: 100-continue`, 413 past `HttpConfig.max_request_bytes`, 400 on unparsable HTTP. Flow
-control: past `max_pipeline` queued requests the connection stops reading until half are
-answered. Nothing here knows what a request means: complete requests go to the server's app.
+`Expect: 100-continue`. Limits (`HttpConfig`): 413 past `max_request_bytes`, 414 past
+`max_request_line_bytes`, 431 past `max_header_bytes`, 408 past `header_timeout` (the server's
+sweep), 400 on unparsable HTTP (HTTP/0.9 included); each closes the connection. Flow control: the
+connection stops reading while more than `max_pipeline` requests wait, or while its unsent
+answers exceed `max_unsent_bytes` (the transport's write high-water mark), and resumes once
+drained. HEAD answers carry the head only. Nothing here knows what a request means: complete
+requests go to the server's app.
 """
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ if TYPE_CHECKING:
     from mlserve.server.http.server import HttpServer
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests",
-            499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented",
+            408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 414: "URI Too Long",
+            429: "Too Many Requests", 431: "Request Header Fields Too Large", 499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented",
             503: "Service Unavailable", 504: "Gateway Timeout"}
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()}
 _CORS = (b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: POST, GET\r\n"
@@ -90,9 +94,15 @@ class Connection(asyncio.Protocol):
         self.pending: deque[Request] = deque()
         self.busy = False  # a request is being answered
         self.closed = False
-        self.paused = False
+        self.paused = False  # reading paused: too many requests queued
+        self.write_paused = False  # reading paused: too many answer bytes unsent
         self.last_active = time.monotonic()
         self.in_message = False
+        self.in_head = False  # a request's line and headers are arriving
+        self.head_chunk = 0  # the data_received call in which the current request began
+        self.head_bytes = 0  # head bytes received after that call
+        self.head_started = 0.0  # monotonic time the current request began
+        self.chunks = 0
         self.eof = False
         self.started = 0.0
         self._reset()
@@ -103,12 +113,21 @@ class Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.size = 0
         self.rejected = False
+        self.headers_seen = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if len(self.server.connections) >= self.server.max_connections:
+            # Refused at accept: closing now frees the descriptor before the process runs out,
+            # and the connections already open keep being served.
+            self.closed = True
+            self.server.refused += 1
+            transport.abort()  # type: ignore[attr-defined]
+            return
         self.server.connections.add(self)
+        transport.set_write_buffer_limits(high=self.config.max_unsent_bytes)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -120,32 +139,82 @@ class Connection(asyncio.Protocol):
         self.eof = True
         return True if (self.busy or self.pending) else None
 
+    def pause_writing(self) -> None:
+        """The client has not taken `max_unsent_bytes` of answers: stop reading and answering."""
+        self.write_paused = True
+        if self.transport is not None and not self.paused:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.last_active = time.monotonic()
+        if self.transport is not None and not self.paused and not self.closed:
+            self.transport.resume_reading()
+        if not self.busy:
+            self._next()
+
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        self.chunks += 1
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, "Protocol upgrades are not supported")
+            return
         except httptools.HttpParserError:
             if not self.rejected:
                 self._fail(400, "Malformed HTTP request")
+            return
+        if self.in_head and not self.closed:
+            self._check_head(data)
+
+    def _check_head(self, data: bytes) -> None:
+        """Limit a request head still arriving. Bytes are counted from the call after the one it
+        began in (so pipelined requests before it never count), and that whole call was head:
+        the count never exceeds the head's true size, and overshoots the limit by one read at most
+        (httptools buffers a header itself before any callback could count it)."""
+        if self.head_chunk != self.chunks:
+            self.head_bytes += len(data)
+        limit = self.config.max_request_line_bytes + self.config.max_header_bytes
+        if self.head_bytes > limit:
+            if self.headers_seen:
+                self._fail(431, f"Request headers are larger than the limit of "
+                                f"{self.config.max_header_bytes} bytes")
+            else:
+                self._fail(414, f"Request line is longer than the limit of "
+                                f"{self.config.max_request_line_bytes} bytes")
+        elif not self.headers_seen and self.url and b"\n" in data and self.parser.get_http_version() == "0.0":
+            # httptools reads "GET /path\r\n" as HTTP/0.9 and waits for headers that never come
+            self._fail(400, "HTTP/0.9 requests are not supported")
 
     # -- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.in_message = True
+        self.in_head = True
+        self.head_chunk = self.chunks
+        self.head_bytes = 0
+        self.head_started = time.monotonic()
         self.started = time.perf_counter()
         self._reset()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > self.config.max_request_line_bytes and not self.rejected:
+            self.rejected = True
+            self._fail(414, f"Request line is longer than the limit of {self.config.max_request_line_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers_seen = True
         name = name.lower()
         if name in _WANTED_HEADERS:
             self.headers[name] = value
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_started = time.monotonic()  # from here `stall_timeout` bounds the body
+        if self.rejected:
+            return
         length = self.headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.config.max_request_bytes:
             self._reject_too_large()
@@ -172,7 +241,8 @@ class Connection(asyncio.Protocol):
         self.pending.append(req)
         if len(self.pending) > self.config.max_pipeline and not self.paused and self.transport:
             self.paused = True
-            self.transport.pause_reading()
+            if not self.write_paused:
+                self.transport.pause_reading()
         if not self.busy:
             self._next()
 
@@ -185,6 +255,8 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         """Answer a request that cannot be parsed or accepted, then close the connection."""
+        self.rejected = True
+        self.in_head = False
         if self.transport is None or self.transport.is_closing():
             return
         self.pending.clear()
@@ -194,14 +266,15 @@ class Connection(asyncio.Protocol):
         self.closed = True
 
     def _next(self) -> None:
-        while self.pending and not self.busy and not self.closed:
+        while self.pending and not self.busy and not self.closed and not self.write_paused:
             req = self.pending.popleft()
             self.busy = True
             self.server.app.handle(self, req)
         if (self.paused and len(self.pending) < self.config.max_pipeline // 2 and self.transport
                 and not self.closed):
             self.paused = False
-            self.transport.resume_reading()
+            if not self.write_paused:
+                self.transport.resume_reading()
 
     def respond(self, req: Request, status: int, body: bytes, content_type: bytes | None, *,
                 cors: bool = False) -> None:
@@ -213,7 +286,9 @@ class Connection(asyncio.Protocol):
         close = not req.keep_alive or self.server.stopping
         head = self.server.heads.head(status, content_type, len(body), close=close,
                                       cors=cors and self.config.cors)
-        if len(body) < _SEPARATE_BODY:
+        if req.method == "HEAD":  # the head a GET would get, without its body
+            self.transport.write(head)
+        elif len(body) < _SEPARATE_BODY:
             self.transport.write(head + body)
         else:
             self.transport.write(head)

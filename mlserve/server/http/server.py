@@ -33,6 +33,8 @@ class HttpServer:
         self.heads = HeadCache()
         self.connections: set[Connection] = set()
         self.stopping = False
+        self.refused = 0  # connections closed at accept, past `max_connections`
+        self.max_connections = config.max_connections  # lowered at start if descriptors are short
         self.port = 0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.AbstractServer | None = None
@@ -43,6 +45,7 @@ class HttpServer:
     async def start(self) -> None:
         """Bind `config.host:config.port` (0: a free port, see `.port`) and serve."""
         self.loop = asyncio.get_running_loop()
+        self.max_connections = _ensure_descriptors(self.config.max_connections)
         self._server = await self.loop.create_server(lambda: Connection(self), self.config.host,
                                                      self.config.port, reuse_address=True,
                                                      backlog=self.config.backlog)
@@ -64,14 +67,30 @@ class HttpServer:
                 conn.transport.close()
 
     def _sweep(self) -> None:
-        """Once a second: refresh the Date header; close idle and stalled connections."""
+        """Once a second: refresh the Date header; answer 408 to a request whose head is late,
+        close a connection whose body is late or that sat idle past the keep-alive timeout."""
         self.heads.refresh()
         now = time.monotonic()
+        config = self.config
         for conn in list(self.connections):
-            idle = now - conn.last_active
-            if not conn.busy and not conn.pending and (
-                    idle > self.config.idle_timeout or (conn.in_message and idle > self.config.stall_timeout)):
-                if conn.transport is not None:
+            if conn.transport is None:
+                continue
+            if conn.write_paused:  # a client that takes no answers for a whole idle timeout
+                if now - conn.last_active > config.idle_timeout:
+                    conn.transport.abort()
+                continue
+            if conn.busy or conn.pending:
+                continue
+            if conn.in_head:
+                if now - conn.head_started > config.header_timeout:
+                    conn._fail(408, f"Request headers did not arrive within {config.header_timeout:g} s")
+            elif conn.in_message:
+                if now - conn.head_started > config.stall_timeout:
+                    conn._fail(408, f"Request body did not arrive within {config.stall_timeout:g} s")
+            elif now - conn.last_active > config.idle_timeout:
+                if conn.transport.get_write_buffer_size():
+                    conn.transport.abort()  # close() would wait for a client that does not read
+                else:
                     conn.transport.close()
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
@@ -98,3 +117,27 @@ class HttpServer:
                 fn(*args)
             except Exception:  # noqa: BLE001 - one broken answer must not strand the others
                 log.exception("HTTP answer failed")
+
+
+def _ensure_descriptors(connections: int, spare: int = 256) -> int:
+    """Raise this process's soft open-file limit (up to the hard one) so that `connections`
+    sockets plus `spare` (model files, gRPC, logs) fit: past `max_connections` connections are
+    refused at accept, before the process can run out of descriptors. Returns how many
+    connections fit (lower than asked when the hard limit is)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - no rlimits (Windows)
+        return connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + spare
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            new = soft
+        if new < want:
+            log.warning("open-file limit %d is below --max_connections + %d: serving at most %d "
+                        "connections (raise it with ulimit -n)", new, spare, max(1, new - spare))
+            return max(1, new - spare)
+    return connections
