@@ -91,6 +91,16 @@ class ServerOptions:
     request_log: str = ""
     max_request_bytes: int = 64 * 1024 * 1024
     grpc_health: bool = False
+    # mlserve extensions: limits (docs/security.md)
+    http_max_request_line_bytes: int = 16 * 1024
+    http_max_header_bytes: int = 64 * 1024
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 60.0
+    http_idle_timeout_seconds: float = 60.0
+    http_max_connections: int = 4096
+    http_max_unsent_bytes: int = 1024 * 1024
+    max_inflight_bytes: int = 512 * 1024 * 1024
+    allowed_model_roots: str = ""
 
     @property
     def health_service(self) -> bool:
@@ -165,9 +175,22 @@ HELP: dict[str, str] = {
     "request_log": "(mlserve extension) Append one JSON line per request to this file.",
     "max_request_bytes": "(mlserve extension) Largest REST request body accepted (larger: HTTP 413).",
     "grpc_health": "(mlserve extension) Same as --enable_grpc_healthcheck_service.",
+    "http_max_request_line_bytes": "(mlserve extension) Longest REST request line (longer: HTTP 414, closed).",
+    "http_max_header_bytes": "(mlserve extension) Largest REST request headers (larger: HTTP 431, closed).",
+    "http_header_timeout_seconds": "(mlserve extension) Seconds a REST request's headers may take (else 408, closed).",
+    "http_body_timeout_seconds": "(mlserve extension) Seconds a REST request's body may take after its headers.",
+    "http_idle_timeout_seconds": "(mlserve extension) Seconds an idle keep-alive REST connection stays open.",
+    "http_max_connections": "(mlserve extension) Open REST connections; past it new ones are closed at accept.",
+    "http_max_unsent_bytes": "(mlserve extension) Unread answer bytes after which a REST connection stops reading.",
+    "max_inflight_bytes": "(mlserve extension) REST request bytes in flight at once (past it: 429 RESOURCE_EXHAUSTED).",
+    "allowed_model_roots": "(mlserve extension) Comma-separated folders every model base path must lie under "
+                           "(empty: any absolute path).",
 }
 
-EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health"})
+EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "http_max_request_line_bytes",
+                        "http_max_header_bytes", "http_header_timeout_seconds", "http_body_timeout_seconds",
+                        "http_idle_timeout_seconds", "http_max_connections", "http_max_unsent_bytes",
+                        "max_inflight_bytes", "allowed_model_roots"})
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
 assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)

@@ -55,6 +55,13 @@ Reply = Callable[[int, bytes, str], None]  # (HTTP status, body, TF Serving code
 def http_config(options: ServerOptions) -> HttpConfig:
     """The HTTP layer's settings from the server's flags."""
     return HttpConfig(host=options.host, port=options.rest_api_port, max_request_bytes=options.max_request_bytes,
+                      max_request_line_bytes=options.http_max_request_line_bytes,
+                      max_header_bytes=options.http_max_header_bytes,
+                      header_timeout=options.http_header_timeout_seconds,
+                      stall_timeout=options.http_body_timeout_seconds,
+                      idle_timeout=options.http_idle_timeout_seconds,
+                      max_connections=options.http_max_connections,
+                      max_unsent_bytes=options.http_max_unsent_bytes,
                       cors=options.rest_api_enable_cors_support)
 
 

@@ -113,9 +113,11 @@ def to_array(value: Any, dtype: Any, *, strict: bool = False) -> np.ndarray:
     if kind in "OSU" or strict:
         return _slow_tensor(value, dt)
     try:
-        arr = np.asarray(value)
+        arr = _numeric_array(value)
     except (ValueError, TypeError, OverflowError):
         return _slow_tensor(value, dt)  # raises the precise error
+    if arr is None:
+        return _slow_tensor(value, dt)
     have = arr.dtype.kind
     if kind == "f":
         ok = have in _NUM_KINDS
@@ -133,14 +135,43 @@ def to_array(value: Any, dtype: Any, *, strict: bool = False) -> np.ndarray:
     return arr if arr.dtype == dt else arr.astype(dt)
 
 
+_PLAIN_LEAF_TYPES = frozenset((float, int, bool))
+
+
+def _numeric_array(value: Any) -> np.ndarray | None:
+    """`value` as numpy's inferred array when every leaf is a JSON number or boolean, else None
+    (the checked walk then words the error).
+
+    numpy's own inference would turn one string among a million numbers into a fixed-width
+    unicode array of a million copies (memory ~ the longest string x the element count), so
+    the leaf types are checked first on an array of references (8 bytes a leaf).
+    """
+    if not isinstance(value, list):
+        return np.asarray(value) if type(value) in _PLAIN_LEAF_TYPES else None
+    refs = np.asarray(value, dtype=object)
+    leaves = refs.ravel().tolist()
+    if not _PLAIN_LEAF_TYPES.issuperset(set(map(type, leaves))):
+        return None
+    del leaves
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
 def _shape_str(shape: Iterable[int]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
 def _instances_error(items: list, dtype: np.dtype, element_error: Any) -> ServingError:
-    """The first bad instance, checked one by one like TF Serving's row-format loop."""
+    """The first bad instance, checked one by one like TF Serving's row-format loop. Scalar
+    instances are checked inline (one type test each): a million of them take well under a
+    second, where one array per instance took seconds."""
     first_size = first_shape = None
-    for i, item in enumerate(items):
+    start = _plain_scalar_run(items, dtype)
+    if start:
+        first_size, first_shape = 1, ()
+    for i, item in enumerate(items[start:] if start else items, start):
         try:
             arr = _slow_tensor(item, dtype)
             if first_shape is None:
@@ -154,7 +185,32 @@ def _instances_error(items: list, dtype: np.dtype, element_error: Any) -> Servin
     return bad("Failed to process 'instances' list")  # unreachable in practice
 
 
+_SCALAR_TYPES = {"f": (float, int), "i": (int,), "u": (int,), "b": (bool,)}
+
+
+def _plain_scalar_run(items: list, dtype: np.dtype) -> int:
+    """How many leading instances are scalars of a type `dtype` takes (one C-speed pass over
+    their types; integers are range-checked); the per-instance check starts after them."""
+    allowed = _SCALAR_TYPES.get(dtype.kind)
+    if not allowed:
+        return 0
+    run = next((i for i, t in enumerate(map(type, items)) if t not in allowed), len(items))
+    if dtype.kind in "iu" and run:
+        lo, hi = int_bounds(dtype)
+        head = items[:run] if run < len(items) else items
+        if not (lo <= min(head) and max(head) <= hi):
+            return next(i for i, v in enumerate(head) if not lo <= v <= hi)
+    return run
+
+
 def _row_tensor(items: list, dtype: np.dtype, strict: bool, element_error: Any) -> np.ndarray:
+    if dtype.kind not in "OSU" and not strict:
+        try:
+            numeric = _numeric_array(items)
+        except (ValueError, TypeError, OverflowError):
+            numeric = None
+        if numeric is None:  # some instance is not a plain number: find the first, stop there
+            raise _instances_error(items, dtype, element_error)
     try:
         arr = to_array(items, dtype, strict=strict)
     except ServingError:
