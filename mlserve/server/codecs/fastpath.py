@@ -131,7 +131,7 @@ def parse_predict_json(body: bytes) -> dict[str, Any]:
     span = _tensor_span(body)
     if span is None:
         return parse_json(body)
-    start, end = span
+    start, end, numeric = span
     try:
         doc = orjson.loads(body[:start] + _PLACEHOLDER + body[end:])
     except orjson.JSONDecodeError:
@@ -139,17 +139,23 @@ def parse_predict_json(body: bytes) -> dict[str, Any]:
     placeholder = _PLACEHOLDER[1:-1].decode()
     key = next((k for k in ("instances", "inputs") if isinstance(doc, dict) and doc.get(k) == placeholder),
                None)
-    array = _read_numbers(body[start:end]) if key else None
+    if not numeric:
+        if key == "instances" and body[end:].strip() == b"}":  # the run is exactly its value
+            doc[key] = PendingInstances(body[start:end])
+            return doc
+        return parse_json(body)
+    array = _read_numbers(body[start:end]) if key and numeric else None
     if array is None:
         return parse_json(body)
     doc[key] = ParsedTensor(array, body[start:end])
     return doc
 
 
-def _tensor_span(body: bytes) -> tuple[int, int] | None:
+def _tensor_span(body: bytes) -> tuple[int, int, bool] | None:
     """Where the value of `instances` (or `inputs`) lies, if it is a large run of plain-number
-    JSON: from the first `[` after the key to the last `]` of the body. Only a candidate: the
-    caller parses the rest of the body and checks that the key holds the cut-out run."""
+    JSON: from the first `[` after the key to the last `]` of the body, and whether it holds
+    numbers only. Only a candidate: the caller parses the rest of the body and checks that the
+    key holds the cut-out run."""
     for key in (b'"instances"', b'"inputs"'):
         at = body.find(key)
         if at >= 0:
@@ -162,13 +168,70 @@ def _tensor_span(body: bytes) -> tuple[int, int] | None:
         return None
     span = body[start:end]
     if any(c in span for c in _NOT_NUMBER_STARTS):  # one memchr each: faster than a translate
-        return None
-    return start, end
+        return (start, end, False) if len(span) >= _PENDING_MIN_BYTES else None
+    return start, end, True
+
+
+_PENDING_MIN_BYTES = 1 << 20  # an `instances` run this large with a non-number is checked lazily
+_CHUNK = 256 * 1024  # numbers are checked this many bytes at a time: memory stays bounded
+_TAIL_MAX = 1 << 20  # the run after the first non-number is parsed whole only up to this size
+
+
+class PendingInstances:
+    """A large `instances` array that is not all numbers, left unparsed: a float input needs
+    only to know where its first non-number instance is, and that answer costs memory of a
+    chunk, not of the body (a Python float per number is 8x the text). Anything else parses it
+    (`as_json`), so answers are the exact path's either way."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: bytes) -> None:
+        self.span = span
+
+    def as_json(self) -> Any:
+        doc = parse_json(b'{"i":' + self.span + b"}")
+        return doc["i"]
+
+    def first_bad(self) -> tuple[int, Any] | None:
+        """(index, value) of the first instance that is not a number, when every instance before
+        it is a plain JSON number of a flat list and the rest is valid JSON; else None."""
+        span = self.span
+        at = min((i for i in (span.find(c) for c in _NOT_NUMBER_STARTS) if i >= 0), default=-1)
+        prefix = span[1:at].rstrip()
+        if at < 0 or b"[" in prefix or b"]" in prefix or (prefix and not prefix.endswith(b",")):
+            return None
+        if len(span) - at > _TAIL_MAX:
+            return None
+        try:
+            tail = orjson.loads(b"[" + span[at:])
+        except orjson.JSONDecodeError:
+            return None
+        count = 0
+        pos = 0
+        while pos < len(prefix):  # validate and count the numbers, a chunk at a time
+            cut = prefix.rfind(b",", pos, pos + _CHUNK) if pos + _CHUNK < len(prefix) else len(prefix) - 1
+            if cut < pos:
+                return None
+            numbers = flat_numbers(b"[" + prefix[pos:cut] + b"]")
+            if numbers is None or prefix[pos:cut].count(b",") + 1 != numbers.size:
+                return None
+            count += numbers.size
+            pos = cut + 1
+        return (count, tail[0]) if tail else None
 
 
 def tensor_for(value: Any, inputs: dict[str, Any]) -> tuple[np.ndarray | None, Any]:
     """(array, None) when `value` is a ParsedTensor usable as it is for a single float input,
-    else (None, the value as ordinary parsed JSON)."""
+    else (None, the value as ordinary parsed JSON). A `PendingInstances` for a single float
+    input whose first non-number is found raises the exact path's error for it."""
+    if isinstance(value, PendingInstances):
+        if len(inputs) == 1 and np.dtype(next(iter(inputs.values()))).kind == "f":
+            found = value.first_bad()
+            if found is not None:
+                index, item = found
+                if isinstance(item, (str, bool)) or item is None:  # objects: the exact path words it
+                    raise _instance_type_error(index, item, np.dtype(next(iter(inputs.values()))))
+        return None, value.as_json()
     if not isinstance(value, ParsedTensor):
         return None, value
     if len(inputs) == 1:
@@ -177,3 +240,12 @@ def tensor_for(value: Any, inputs: dict[str, Any]) -> tuple[np.ndarray | None, A
             return value.array.astype(dtype, copy=False), None
     return None, value.as_json()
 
+
+
+def _instance_type_error(index: int, item: Any, dtype: np.dtype) -> Exception:
+    from mlserve.server.codecs.jsondoc import debug_string, json_type
+    from mlserve.server.codecs.rules import bad, tf_type_name
+
+    return bad(f"Failed to process element: {index} of 'instances' list. Error: INVALID_ARGUMENT: "
+               f"JSON Value: {debug_string(item)} Type: {json_type(item)} is not of expected type: "
+               f"{tf_type_name(dtype)}")

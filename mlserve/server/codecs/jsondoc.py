@@ -31,7 +31,7 @@ class ParsedTensor:
 
 
 def _parsed_tensor_json(value: Any) -> Any:
-    if isinstance(value, ParsedTensor):
+    if isinstance(value, ParsedTensor) or hasattr(value, "as_json"):  # or fastpath.PendingInstances
         return value.as_json()
     raise TypeError
 
