@@ -101,6 +101,7 @@ class ServerOptions:
     http_max_unsent_bytes: int = 1024 * 1024
     max_inflight_bytes: int = 512 * 1024 * 1024
     allowed_model_roots: str = ""
+    allow_unload_all_models: bool = False
 
     @property
     def health_service(self) -> bool:
@@ -185,12 +186,13 @@ HELP: dict[str, str] = {
     "max_inflight_bytes": "(mlserve extension) REST request bytes in flight at once (past it: 429 RESOURCE_EXHAUSTED).",
     "allowed_model_roots": "(mlserve extension) Comma-separated folders every model base path must lie under "
                            "(empty: any absolute path).",
+    "allow_unload_all_models": "(mlserve extension) Let a config reload with an empty model list unload every model.",
 }
 
 EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "http_max_request_line_bytes",
                         "http_max_header_bytes", "http_header_timeout_seconds", "http_body_timeout_seconds",
                         "http_idle_timeout_seconds", "http_max_connections", "http_max_unsent_bytes",
-                        "max_inflight_bytes", "allowed_model_roots"})
+                        "max_inflight_bytes", "allowed_model_roots", "allow_unload_all_models"})
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
 assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)

@@ -62,6 +62,7 @@ def http_config(options: ServerOptions) -> HttpConfig:
                       idle_timeout=options.http_idle_timeout_seconds,
                       max_connections=options.http_max_connections,
                       max_unsent_bytes=options.http_max_unsent_bytes,
+                      max_inflight_bytes=options.max_inflight_bytes,
                       cors=options.rest_api_enable_cors_support)
 
 
@@ -248,9 +249,14 @@ class RestServer:
             answer.deliver(503, codecs.encode_error("Server is shutting down"), "UNAVAILABLE")
 
     def _inference_job(self, reply: Reply, ref: ModelRef, api: str, body: bytes, batch: bool = True) -> None:
-        """Worker thread: parse, look up, run (or submit to the batcher), encode, reply."""
+        """Worker thread: parse, look up, run (or submit to the batcher), encode, reply. Work for
+        a request already answered 504 (or whose client left) is abandoned between steps."""
         try:
+            if _abandoned(reply):
+                return
             doc = codecs.parse_predict_json(body) if api == "predict" else codecs.parse_json(body)
+            if _abandoned(reply):
+                return
             servable = self.dataplane.servable(ref)
             if api == "predict":
                 self._predict(reply, servable, doc, body, batch)
@@ -273,6 +279,8 @@ class RestServer:
                 self._input_dtypes.clear()
             self._input_dtypes[key] = dtypes
         inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
+        if _abandoned(reply):
+            return
 
         def done(outputs: dict | None, error: BaseException | None) -> None:  # maybe on a batch thread
             try:
@@ -295,6 +303,13 @@ class RestServer:
         if api == "classify":
             return codecs.encode_classify(self.dataplane.classify(servable, request).result)
         return codecs.encode_regress(self.dataplane.regress(servable, request).result)
+
+
+def _abandoned(reply: Reply) -> bool:
+    """Whether nobody waits for this answer any more: its deadline passed (504 sent) or its
+    connection closed. A plain read of two flags another thread sets: at worst one step late."""
+    answer = reply if isinstance(reply, _Answer) else getattr(reply, "__self__", None)
+    return isinstance(answer, _Answer) and (answer.done or answer.conn.closed)
 
 
 def _reply_error(reply: Reply, e: BaseException, api: str) -> None:
@@ -336,6 +351,8 @@ class _Answer:
 def _version(text: str | None) -> int | None:
     if not text:
         return None
+    if len(text) > 19:  # past int64 for sure; and int() refuses over 4,300 digits (a 500 before)
+        raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {text[:64]} to numeric.")
     value = int(text)
     if value >= 2**63:
         raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {text} to numeric.")

@@ -103,6 +103,8 @@ class Connection(asyncio.Protocol):
         self.head_bytes = 0  # head bytes received after that call
         self.head_started = 0.0  # monotonic time the current request began
         self.chunks = 0
+        self.held = 0  # request bytes of this connection counted in the server's in-flight total
+        self.lost = False
         self.eof = False
         self.started = 0.0
         self._reset()
@@ -130,6 +132,8 @@ class Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.config.max_unsent_bytes)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release(self.held)
+        self.lost = True
         self.closed = True
         self.server.connections.discard(self)
         self.pending.clear()
@@ -216,9 +220,13 @@ class Connection(asyncio.Protocol):
         if self.rejected:
             return
         length = self.headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.config.max_request_bytes:
-            self._reject_too_large()
-            return
+        if length is not None and length.isdigit():
+            if int(length) > self.config.max_request_bytes:
+                self._reject_too_large()
+                return
+            if self.server.inflight + int(length) > self.server.config.max_inflight_bytes:
+                self._reject_busy()
+                return
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(_CONTINUE)
 
@@ -228,6 +236,11 @@ class Connection(asyncio.Protocol):
         self.size += len(body)
         if self.size > self.config.max_request_bytes:
             self._reject_too_large()
+            return
+        self.held += len(body)
+        self.server.inflight += len(body)
+        if self.server.inflight > self.config.max_inflight_bytes:
+            self._reject_busy()
             return
         self.body.append(body)
 
@@ -252,6 +265,19 @@ class Connection(asyncio.Protocol):
         self.rejected = True
         self.body = []
         self._fail(413, f"Request body is larger than the limit of {self.config.max_request_bytes} bytes")
+
+    def _reject_busy(self) -> None:
+        self.body = []  # its bytes leave the in-flight total when the connection is lost, just after
+        self._fail(429, f"Server is over its limit of {self.config.max_inflight_bytes} request bytes in flight; "
+                        "retry later")
+
+    def _release(self, n: int) -> None:
+        """Take `n` bytes of this connection's requests out of the server's in-flight total."""
+        if self.lost:
+            return
+        n = min(n, self.held)
+        self.held -= n
+        self.server.inflight -= n
 
     def _fail(self, status: int, message: str) -> None:
         """Answer a request that cannot be parsed or accepted, then close the connection."""
@@ -280,6 +306,8 @@ class Connection(asyncio.Protocol):
                 cors: bool = False) -> None:
         """Write one response (on the loop thread) and move to the next pipelined request."""
         self.busy = False
+        if req.body:
+            self._release(len(req.body))
         self.last_active = time.monotonic()
         if self.closed or self.transport is None or self.transport.is_closing():
             return

@@ -33,6 +33,7 @@ class HttpServer:
         self.heads = HeadCache()
         self.connections: set[Connection] = set()
         self.stopping = False
+        self.inflight = 0  # request body bytes received and not yet answered, all connections
         self.refused = 0  # connections closed at accept, past `max_connections`
         self.max_connections = config.max_connections  # lowered at start if descriptors are short
         self.port = 0
