@@ -81,11 +81,62 @@ def debug_string(value: Any) -> str:
         text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_parsed_tensor_json
                             ).decode("utf-8", "replace")
     except (TypeError, orjson.JSONEncodeError):
-        try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=True)
-        except (TypeError, ValueError, RecursionError):
-            text = repr(value)
+        # orjson stops at 255 levels; json.dumps and repr recurse (a 1,000-deep value was a 500)
+        text = _json_prefix(value, _DEBUG_STRING_BYTES)
     return text[:_DEBUG_STRING_BYTES]
+
+
+def _json_prefix(value: Any, limit: int) -> str:
+    """The first `limit` characters of `value` as JSON, without recursion and without walking
+    past them (a stack of iterators: memory follows the depth reached, not the value's size)."""
+    out: list[str] = []
+    size = 0
+    stack: list[Any] = [iter((value,))]
+    closers: list[str] = []
+    first = [True]
+    while stack and size < limit:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            first.pop()
+            if closers:
+                out.append(closers.pop())
+                size += 1
+            continue
+        if not first[-1]:
+            out.append(", ")
+            size += 2
+        first[-1] = False
+        if isinstance(item, tuple) and len(item) == 2 and stack and closers and closers[-1] == "}":
+            key, item = item
+            text = json.dumps(str(key), ensure_ascii=False) + ": "
+            out.append(text)
+            size += len(text)
+        if hasattr(item, "as_json"):
+            item = item.as_json()
+        if isinstance(item, list):
+            out.append("[")
+            closers.append("]")
+            stack.append(iter(item))
+            first.append(True)
+            size += 1
+        elif isinstance(item, dict):
+            out.append("{")
+            closers.append("}")
+            stack.append(iter(item.items()))
+            first.append(True)
+            size += 1
+        else:
+            try:
+                text = json.dumps(item, ensure_ascii=False, allow_nan=True)
+            except (TypeError, ValueError):
+                text = repr(item)
+            out.append(text)
+            size += len(text)
+    return "".join(out)
+
+
+_END = object()
 
 
 def json_type(value: Any) -> str:
