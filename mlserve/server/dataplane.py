@@ -30,6 +30,7 @@ from mlserve.server import metrics
 from mlserve.server.batching import Batcher, Done
 from mlserve.server.errors import ServingError
 from mlserve.server.manager import ModelManager, VersionStatus
+from mlserve.server.reloadpolicy import ReloadPolicy
 from mlserve.server.servable import Servable
 
 
@@ -102,12 +103,15 @@ class DataPlane:
         """Call `listener(model, VersionStatus)` on every version state change."""
         self.manager.add_listener(listener)
 
+    reload_policy = ReloadPolicy()  # main.py sets the one from the flags
+
     def reload(self, config: Any) -> None:
         """Serve exactly the models of `config` (a ModelServerConfig's model_config_list)."""
         if config.WhichOneof("config") != "model_config_list":
             raise ServingError("INVALID_ARGUMENT",
                                "ServerModelConfig type not supported by HandleReloadConfigRequest. "
                                "Only ModelConfigList is currently supported")
+        self.reload_policy.check(config, self.manager.model_names())  # reloadpolicy.py: safety
         try:
             self.manager.reload_config(config)
         except ServingError:

@@ -16,12 +16,14 @@ import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
 from mlserve.errors import MlserveError, UsageError
+from mlserve.server import metrics
 from mlserve.server.batching import Batcher, BatchingOptions
 from mlserve.server.config import build_config
 from mlserve.server.dataplane import DataPlane
 from mlserve.server.flags import ServerOptions, parse_flags, usage
 from mlserve.server.loopthread import LoopThread
 from mlserve.server.manager import ModelManager
+from mlserve.server.reloadpolicy import ReloadPolicy
 from mlserve.server.tflite_servable import TFLiteOptions
 from mlserve.server.requestlog import RequestLog
 
@@ -115,6 +117,9 @@ class ModelServer:
                                  options.num_tflite_interpreters_per_pool))
         self.manager.start()
         self.dataplane = DataPlane(self.manager, self.batcher)
+        metrics.track_models(self.manager.model_names)  # bounded label cardinality
+        self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
+                                                               options.allow_unload_all_models)
         self.grpc = GrpcServer(self.dataplane, options, self.request_log)
         self.grpc.start()
         if options.rest_api_port:

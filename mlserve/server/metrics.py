@@ -23,8 +23,9 @@ import bisect
 import os
 import re
 import threading
+import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 
@@ -108,8 +109,39 @@ _ALL = (request_count, request_latency, runtime_latency, queuing_latency, input_
         processed_batch_size, padding_size, wrapped_run_count)
 
 
+UNKNOWN_MODEL = "_unknown_"  # the model_name label of requests naming no configured model
+_REFRESH_SECONDS = 1.0
+_model_names: Callable[[], Iterable[str]] | None = None
+_known: frozenset[str] = frozenset()
+_known_at = 0.0
+
+
+def track_models(names: Callable[[], Iterable[str]] | None) -> None:
+    """Label requests only with the model names `names()` returns (the configured models);
+    any other requested name is counted under `UNKNOWN_MODEL`, so a client cannot create one
+    series per name it makes up. None: label with every name (tests, no server)."""
+    global _model_names, _known, _known_at
+    with _lock:
+        _model_names, _known, _known_at = names, frozenset(), 0.0
+
+
+def model_label(model: str) -> str:
+    """`model` if it is configured (the list re-read at most once a second), else UNKNOWN_MODEL."""
+    global _known, _known_at
+    if _model_names is None or model in _known:
+        return model
+    now = time.monotonic()
+    if now - _known_at > _REFRESH_SECONDS:
+        _known, _known_at = frozenset(_model_names()), now
+        if model in _known:
+            return model
+    return UNKNOWN_MODEL
+
+
 def observe_request(model: str, api: str, entrypoint: str, status: str, seconds: float | None) -> None:
-    """Count one request (every status) and, when it succeeded, its latency — as TF Serving does."""
+    """Count one request (every status) and, when it succeeded, its latency — as TF Serving does.
+    A model name that is not configured is counted as `UNKNOWN_MODEL` (see `track_models`)."""
+    model = model_label(model)
     with _lock:
         request_count.inc((model, status))
         if status == "OK" and seconds is not None:
