@@ -7,8 +7,11 @@
     <model_base_path>/<version>/model.tflite                              (with --tflite: TF Serving's
                                                                            --prefer_tflite_model file)
 
-A version is written to `<base>/.tmp-<version>-<random>` (TF Serving only loads numeric folders, so
-it never sees a half-written one) and renamed into place. TensorFlow is imported inside functions.
+A version is written to `<base>/.tmp-<version>-<pid>-<random>` (TF Serving only loads numeric
+folders, so it never sees a half-written one) and renamed into place. An export killed before the
+rename leaves that folder behind: `list_debris` names such folders (`mlserve models` shows them)
+and the next export into the same base path removes them (`remove_debris`). TensorFlow is
+imported inside functions.
 """
 from __future__ import annotations
 
@@ -128,7 +131,8 @@ def export_model(
     # int8 without training data fails here, before TensorFlow loads or anything is written
     mnist = load_data_for(quantization, record) if quantization else None
     model = load_trained(source)  # DataError before anything is written
-    tmp = base / f".tmp-{number}-{secrets.token_hex(4)}"
+    remove_debris(base)
+    tmp = base / f".tmp-{number}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         _write_saved_model(model, tmp)
         warmup_path = None
@@ -263,6 +267,50 @@ def describe_signature(saved_model_dir: str | os.PathLike, signature: str = SIGN
 
     return {"signature": signature, "method": sig.method_name,
             "inputs": tensors(sig.inputs), "outputs": tensors(sig.outputs)}
+
+
+_LEGACY_DEBRIS_SECONDS = 3600  # a .tmp folder without a pid is debris once this old
+
+
+def _debris_owner_alive(folder: Path) -> bool:
+    """Whether the export writing `folder` may still be running: its pid (in the name) is alive,
+    or, for a name without a pid, the folder changed within the last hour."""
+    parts = folder.name.split("-")
+    if len(parts) == 4 and parts[2].isdigit():
+        pid = int(parts[2])
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # PermissionError: alive, someone else's
+            return True
+        return True
+    try:
+        return (datetime.now().timestamp() - folder.stat().st_mtime) < _LEGACY_DEBRIS_SECONDS
+    except OSError:
+        return False
+
+
+def list_debris(base_path: str | os.PathLike) -> list[Path]:
+    """Folders left by interrupted exports (`.tmp-*` whose export is no longer running)."""
+    base = Path(base_path).expanduser()
+    try:
+        candidates = sorted(p for p in base.glob(".tmp-*") if p.is_dir())
+    except OSError:
+        return []
+    return [p for p in candidates if not _debris_owner_alive(p)]
+
+
+def remove_debris(base_path: str | os.PathLike) -> list[Path]:
+    """Remove what `list_debris` finds; returns the folders removed."""
+    removed = []
+    for folder in list_debris(base_path):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    return removed
 
 
 def list_versions(base_path: str | os.PathLike, *, missing_ok: bool = False) -> list[VersionInfo]:

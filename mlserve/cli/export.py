@@ -97,10 +97,13 @@ def models(
     model.tflite beside each SavedModel (quantisation, size, accuracy measured with LiteRT)."""
     from rich.table import Table
 
-    from mlserve.export import list_versions
+    from mlserve.export import list_debris, list_versions
 
     name = settings.get("model_name", model_name)
     base = _base_path(name, model_base_path)
+    for folder in list_debris(base):  # stderr: --json stays a plain list of versions
+        output.err.print(f"debris: {folder} (left by an interrupted export; the next `mlserve export` "
+                         "removes it)", soft_wrap=True)
     versions = list_versions(base)
     if json_:
         output.print_json([
