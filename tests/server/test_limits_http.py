@@ -200,3 +200,13 @@ def test_inflight_byte_budget_is_429(serve) -> None:
     with _connect(server.port) as a:
         a.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 600000\r\n\r\n" + b"1" * 600000)
         assert a.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_every_limit_flag_is_documented() -> None:
+    from pathlib import Path
+
+    from mlserve.server.flags import EXTENSIONS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    limits = {f for f in EXTENSIONS if f.startswith(("http_", "max_")) or f.startswith("allow")}
+    assert limits and all(f"`--{flag}" in text for flag in limits), sorted(f for f in limits if f"`--{flag}" not in text)
