@@ -141,7 +141,7 @@ def parse_predict_json(body: bytes) -> dict[str, Any]:
                None)
     if not numeric:
         if key == "instances" and body[end:].strip() == b"}":  # the run is exactly its value
-            doc[key] = PendingInstances(body[start:end])
+            doc[key] = PendingInstances(body, start, end)
             return doc
         return parse_json(body)
     array = _read_numbers(body[start:end]) if key and numeric else None
@@ -166,9 +166,8 @@ def _tensor_span(body: bytes) -> tuple[int, int, bool] | None:
     end = body.rfind(b"]") + 1
     if start < 0 or end - start < _FAST_MIN_BYTES or body[at + len(key):start].strip() != b":":
         return None
-    span = body[start:end]
-    if any(c in span for c in _NOT_NUMBER_STARTS):  # one memchr each: faster than a translate
-        return (start, end, False) if len(span) >= _PENDING_MIN_BYTES else None
+    if any(body.find(c, start, end) >= 0 for c in _NOT_NUMBER_STARTS):  # one memchr each, no copy
+        return (start, end, False) if end - start >= _PENDING_MIN_BYTES else None
     return start, end, True
 
 
@@ -183,37 +182,41 @@ class PendingInstances:
     chunk, not of the body (a Python float per number is 8x the text). Anything else parses it
     (`as_json`), so answers are the exact path's either way."""
 
-    __slots__ = ("span",)
+    __slots__ = ("body", "start", "end")
 
-    def __init__(self, span: bytes) -> None:
-        self.span = span
+    def __init__(self, body: bytes, start: int, end: int) -> None:
+        self.body, self.start, self.end = body, start, end  # the run is body[start:end], not copied
 
     def as_json(self) -> Any:
-        doc = parse_json(b'{"i":' + self.span + b"}")
+        doc = parse_json(b'{"i":' + self.body[self.start:self.end] + b"}")
         return doc["i"]
 
     def first_bad(self) -> tuple[int, Any] | None:
         """(index, value) of the first instance that is not a number, when every instance before
-        it is a plain JSON number of a flat list and the rest is valid JSON; else None."""
-        span = self.span
-        at = min((i for i in (span.find(c) for c in _NOT_NUMBER_STARTS) if i >= 0), default=-1)
-        prefix = span[1:at].rstrip()
-        if at < 0 or b"[" in prefix or b"]" in prefix or (prefix and not prefix.endswith(b",")):
+        it is a plain JSON number of a flat list and the rest is valid JSON; else None. Reads the
+        body in place: no copy of the run, a chunk at a time."""
+        body, start, end = self.body, self.start, self.end
+        at = min((i for i in (body.find(c, start, end) for c in _NOT_NUMBER_STARTS) if i >= 0), default=-1)
+        if at < 0 or end - at > _TAIL_MAX:
             return None
-        if len(span) - at > _TAIL_MAX:
+        p0, p1 = start + 1, at  # the numbers before it: body[p0:p1], up to a trailing comma
+        while p1 > p0 and body[p1 - 1] in b" \t\r\n":
+            p1 -= 1
+        if body.find(b"[", p0, p1) >= 0 or body.find(b"]", p0, p1) >= 0 or (p1 > p0 and body[p1 - 1] != 44):
             return None
         try:
-            tail = orjson.loads(b"[" + span[at:])
+            tail = orjson.loads(b"[" + body[at:end])
         except orjson.JSONDecodeError:
             return None
         count = 0
-        pos = 0
-        while pos < len(prefix):  # validate and count the numbers, a chunk at a time
-            cut = prefix.rfind(b",", pos, pos + _CHUNK) if pos + _CHUNK < len(prefix) else len(prefix) - 1
+        pos = p0
+        while pos < p1:  # validate and count the numbers, a chunk at a time
+            cut = body.rfind(b",", pos, pos + _CHUNK) if pos + _CHUNK < p1 else p1 - 1
             if cut < pos:
                 return None
-            numbers = flat_numbers(b"[" + prefix[pos:cut] + b"]")
-            if numbers is None or prefix[pos:cut].count(b",") + 1 != numbers.size:
+            piece = body[pos:cut]
+            numbers = flat_numbers(b"[" + piece + b"]")
+            if numbers is None or piece.count(b",") + 1 != numbers.size:
                 return None
             count += numbers.size
             pos = cut + 1

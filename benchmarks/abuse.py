@@ -1,0 +1,434 @@
+"""Abuse benchmark: what one hostile client on the same machine can do to the embedded server.
+
+Bounded in time and count, 127.0.0.1 only; the server is pinned to core 0 (`taskset -c 0`).
+Scenarios, each reported as figures (and in benchmarks/results/abuse-<date>.json):
+
+  slow-path   a 16 MB :predict body of numbers with one string at the end: time to its 400 and
+              the server's peak RSS growth (VmHWM) against the body size
+  4x60MB      four 60 MB bodies of that kind at once: peak RSS against --max_inflight_bytes
+  idle        N idle connections (20,000 by default; this process's fd limit is raised): the
+              predicts of a client that was already connected, and the refusals at accept
+  header      one connection streaming a 200 MB header: time to its 431, and a second client's
+              predict latencies meanwhile
+  hostile     >= 10,000 generated hostile REST requests and >= 10,000 hostile gRPC calls
+              (seeded): how many answers were 5xx / INTERNAL / UNKNOWN
+
+Usage: python benchmarks/abuse.py [--idle 20000] [--hostile 10000] [--skip SCENARIO ...]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import serving  # noqa: E402 - the serving benchmark's process helpers (start/stop in a group, free ports)
+
+MODEL = "digits_model"
+PREDICT = f"/v1/models/{MODEL}:predict"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def server_pid(proc: subprocess.Popen) -> int:
+    """The python server under `taskset` (taskset execs, so it is the same pid)."""
+    return proc.pid
+
+
+def request(port: int, method: str, path: str, body: bytes = b"", timeout: float = 60) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                  f"Connection: close\r\n\r\n".encode() + body)
+        data = b""
+        while chunk := s.recv(1 << 20):
+            data += chunk
+    status = int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+class KeepAlive:
+    """One keep-alive client connection sending predicts of one image."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        image = [[[0.5] for _ in range(28)] for _ in range(28)]
+        self.body = json.dumps({"instances": [image]}).encode()
+
+    def predict(self) -> tuple[int, float]:
+        start = time.perf_counter()
+        self.sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(self.body)}\r\n\r\n".encode()
+                          + self.body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += self.sock.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += self.sock.recv(65536)
+        return int(head[9:12]), time.perf_counter() - start
+
+
+def slow_body(mb: int) -> bytes:
+    count = mb * 1024 * 1024 // 4
+    return b'{"instances":[' + b"0.5," * count + b'"x"]}'
+
+
+def scenario_slow_path(port: int, pid: int) -> dict:
+    body = slow_body(16)
+    rss0 = status_kib(pid, "VmRSS")
+    hwm0 = status_kib(pid, "VmHWM")
+    start = time.perf_counter()
+    status, answer = request(port, "POST", PREDICT, body)
+    seconds = time.perf_counter() - start
+    growth = max(0, status_kib(pid, "VmHWM") - max(rss0, hwm0 if hwm0 > rss0 else rss0)) * 1024
+    peak_growth = (status_kib(pid, "VmHWM") - rss0) * 1024
+    return {"status": status, "seconds_to_answer": round(seconds, 3), "body_bytes": len(body),
+            "peak_rss_growth_bytes": peak_growth, "peak_growth_over_body": round(peak_growth / len(body), 2),
+            "hwm_growth_bytes": growth, "error": answer[:120].decode(errors="replace")}
+
+
+def scenario_four(port: int, pid: int, budget: int) -> dict:
+    body = slow_body(60)
+    results: list[tuple[int, float]] = []
+    rss0 = status_kib(pid, "VmRSS")
+
+    def one() -> None:
+        start = time.perf_counter()
+        try:
+            status, _ = request(port, "POST", PREDICT, body, timeout=120)
+        except OSError:
+            status = 0
+        results.append((status, time.perf_counter() - start))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    peak = status_kib(pid, "VmHWM") * 1024
+    return {"statuses": sorted(s for s, _ in results), "seconds": sorted(round(x, 2) for _, x in results),
+            "rss_before_bytes": rss0 * 1024, "peak_rss_bytes": peak, "budget_bytes": budget,
+            "peak_under_budget": peak < budget}
+
+
+def scenario_idle(port: int, count: int) -> dict:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1024), hard))
+    good = KeepAlive(port)
+    assert good.predict()[0] == 200
+    idle: list[socket.socket] = []
+    failed_connect = 0
+    start = time.monotonic()
+    for _ in range(count):
+        try:
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            idle.append(s)
+        except OSError:
+            failed_connect += 1
+            break
+    time.sleep(2.0)
+    statuses = []
+    latencies = []
+    for _ in range(15):
+        try:
+            status, seconds = good.predict()
+        except OSError:
+            status, seconds = 0, 0.0
+            good = KeepAlive(port)
+        statuses.append(status)
+        latencies.append(seconds)
+    try:  # a new client's predict while the flood is held
+        fresh_status = KeepAlive(port).predict()[0]
+    except OSError:
+        fresh_status = 0
+    open_ = sum(1 for s in idle if _still_open(s))
+    for s in idle:
+        s.close()
+    return {"idle_connections_attempted": count, "connect_errors": failed_connect,
+            "still_open_after_2s": open_, "good_predicts_ok": statuses.count(200), "good_predicts": len(statuses),
+            "good_p50_ms": round(statistics.median(latencies) * 1000, 2),
+            "new_connection_predict_status": fresh_status, "seconds": round(time.monotonic() - start, 1)}
+
+
+def _still_open(s: socket.socket) -> bool:
+    try:
+        return s.recv(1) != b""  # nonblocking: BlockingIOError while open and silent
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def scenario_header(port: int, header_mb: int) -> dict:
+    good = KeepAlive(port)
+    latencies: list[float] = []
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            status, seconds = good.predict()
+            statuses.append(status)
+            latencies.append(seconds)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    start = time.perf_counter()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /v1/models/" + MODEL.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        chunk = b"a" * (1 << 20)
+        try:
+            while sent < header_mb << 20:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        try:
+            answer = s.recv(65536)
+        except OSError:
+            answer = b""
+    seconds = time.perf_counter() - start
+    time.sleep(0.5)
+    stop.set()
+    thread.join()
+    return {"status": int(answer[9:12]) if answer.startswith(b"HTTP/1.1 ") else 0,
+            "seconds_to_answer": round(seconds, 3), "header_bytes_sent_before_close": sent,
+            "other_client_predicts": len(statuses), "other_client_ok": statuses.count(200),
+            "other_client_p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
+            "other_client_max_ms": round(max(latencies) * 1000, 2) if latencies else None}
+
+
+def hostile_rest_requests(n: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    deep = lambda d: "[" * d + "]" * d  # noqa: E731
+    bodies = [
+        lambda: '{"instances": ' + deep(rng.randint(1, 1100)) + "}",
+        lambda: '{"signature_name": ' + deep(rng.randint(1, 1100)) + ', "instances": [1]}',
+        lambda: '{"examples": ' + deep(rng.randint(1, 1100)) + "}",
+        lambda: '{"examples": [{"x": ' + deep(rng.randint(1, 1100)) + "}]}",
+        lambda: json.dumps({"instances": [rng.choice([1, 1.5, "s", None, True, {"b64": "!!"}, [], {}])
+                                          for _ in range(rng.randint(0, 50))]}),
+        lambda: json.dumps({"inputs": {"Conv1_input": rng.choice([[1e309], "x", [[[[1]]]], {}])}}),
+        lambda: "".join(rng.choice('{}[]",:0123456789.eE-+tfnul \\') for _ in range(rng.randint(0, 200))),
+        lambda: json.dumps({"instances": [[[[rng.random()]] * 28] * 28] * rng.randint(1, 3),
+                            "signature_name": rng.choice(["", "nope", "serving_default", 5])}),
+        lambda: bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 100))).decode("latin-1"),
+    ]
+    paths = [PREDICT, f"/v1/models/{MODEL}:classify", f"/v1/models/{MODEL}:regress",
+             f"/v1/models/{MODEL}/versions/{'9' * 5000}:predict", f"/v1/models/{MODEL}/versions/{'9' * 30}",
+             f"/v1/models/{'n' * 3000}:predict", f"/v1/models/{MODEL}/labels/%ff%00:predict",
+             f"/v1/models/{MODEL}/metadata", "/v1/models", "/v1/models/:predict", "/v2/health/ready"]
+    out = []
+    for _ in range(n):
+        method = rng.choice(["POST", "POST", "POST", "GET", "HEAD", "PUT", "OPTIONS"])
+        body = rng.choice(bodies)().encode("utf-8", "surrogatepass") if method == "POST" else b""
+        path = rng.choice(paths)
+        out.append(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    return out
+
+
+def scenario_hostile_rest(port: int, n: int) -> dict:
+    requests = hostile_rest_requests(n)
+    statuses: dict[int, int] = {}
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    buf = b""
+    closed = 0
+    for req in requests:
+        try:
+            sock.sendall(req)
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError
+                buf += chunk
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            if req.startswith(b"HEAD "):
+                length = 0
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            buf = rest[length:]
+            status = int(head[9:12])
+            statuses[status] = statuses.get(status, 0) + 1
+            if b"connection: close" in head.lower():
+                raise ConnectionError
+        except (ConnectionError, OSError):
+            closed += 1
+            sock.close()
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            buf = b""
+    sock.close()
+    return {"requests": n, "statuses": dict(sorted(statuses.items())), "closed_by_server": closed,
+            "5xx": sum(c for s, c in statuses.items() if s >= 500)}
+
+
+def scenario_hostile_grpc(port: int, n: int, seed: int = 2) -> dict:
+    import grpc
+    import numpy as np
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, model_management_pb2,
+                                         predict_pb2, regression_pb2)
+
+    rng = random.Random(seed)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    calls = {
+        "Predict": channel.unary_unary("/tensorflow.serving.PredictionService/Predict"),
+        "Classify": channel.unary_unary("/tensorflow.serving.PredictionService/Classify"),
+        "Regress": channel.unary_unary("/tensorflow.serving.PredictionService/Regress"),
+        "GetModelMetadata": channel.unary_unary("/tensorflow.serving.PredictionService/GetModelMetadata"),
+        "HandleReloadConfigRequest": channel.unary_unary("/tensorflow.serving.ModelService/HandleReloadConfigRequest"),
+    }
+    dtypes = [types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_STRING, types_pb2.DT_BOOL, types_pb2.DT_HALF,
+              types_pb2.DT_INVALID, 999]
+
+    def tensor() -> Any:
+        t = tensor_pb2.TensorProto(dtype=rng.choice(dtypes))
+        for _ in range(rng.randint(0, 5)):
+            t.tensor_shape.dim.add(size=rng.choice([-5, -1, 0, 1, 28, 2**40]))
+        kind = rng.randint(0, 4)
+        if kind == 0:
+            t.tensor_content = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        elif kind == 1:
+            t.float_val.extend(rng.random() for _ in range(rng.randint(0, 30)))
+        elif kind == 2:
+            t.string_val.extend(b"x" * rng.randint(0, 5) for _ in range(rng.randint(0, 5)))
+        elif kind == 3:
+            t.int_val.extend(rng.randint(-2**31, 2**31 - 1) for _ in range(rng.randint(0, 30)))
+        return t
+
+    def message() -> tuple[str, bytes]:
+        which = rng.choice(list(calls))
+        if rng.random() < 0.1:
+            return which, bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 80)))
+        name = rng.choice([MODEL, MODEL, "", "nope", "n" * 1000])
+        if which == "Predict":
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = name
+            req.model_spec.signature_name = rng.choice(["", "serving_default", "x" * 500])
+            if rng.random() < 0.2:
+                req.model_spec.version.value = rng.choice([-1, 0, 2**62])
+            for _ in range(rng.randint(0, 3)):
+                req.inputs[rng.choice(["Conv1_input", "x", ""])].CopyFrom(tensor())
+            if rng.random() < 0.3:
+                req.output_filter.append(rng.choice(["softmax", "nope"]))
+        elif which in ("Classify", "Regress"):
+            req = (classification_pb2.ClassificationRequest() if which == "Classify"
+                   else regression_pb2.RegressionRequest())
+            req.model_spec.name = name
+            for _ in range(rng.randint(0, 3)):
+                ex = req.input.example_list.examples.add()
+                ex.features.feature["x"].float_list.value.extend([rng.random()] * rng.randint(0, 3))
+        elif which == "GetModelMetadata":
+            req = get_model_metadata_pb2.GetModelMetadataRequest()
+            req.model_spec.name = name
+            req.metadata_field.append(rng.choice(["signature_def", "nope", ""]))
+        else:
+            req = model_management_pb2.ReloadConfigRequest()
+            kind = rng.randint(0, 2)
+            if kind == 0:
+                req.config.model_config_list.config.add(name=MODEL, base_path=rng.choice(["../../..", "rel", ""]))
+            elif kind == 1:
+                req.config.model_config_list.SetInParent()  # would unload every model
+        return which, req.SerializeToString()
+
+    codes: dict[str, int] = {}
+    for _ in range(n):
+        which, payload = message()
+        try:
+            calls[which](payload, timeout=30)
+            code = "OK"
+        except grpc.RpcError as e:
+            code = e.code().name
+        codes[code] = codes.get(code, 0) + 1
+    channel.close()
+    return {"calls": n, "codes": dict(sorted(codes.items())),
+            "internal_or_unknown": codes.get("INTERNAL", 0) + codes.get("UNKNOWN", 0)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--idle", type=int, default=20000)
+    parser.add_argument("--hostile", type=int, default=10000)
+    parser.add_argument("--header-mb", type=int, default=200)
+    parser.add_argument("--skip", nargs="*", default=[])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mlserve-abuse-"))
+    import make_model
+
+    base = work / "models" / MODEL
+    make_model.tiny_saved_model(base)
+    rest, grpc_port = serving.free_port(), serving.free_port()
+    budget = 512 * 1024 * 1024
+    logfile = work / "server.log"
+    proc = serving.start([sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest}",
+                          f"--model_name={MODEL}", f"--model_base_path={base}", f"--max_inflight_bytes={budget}"],
+                         logfile, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    results: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds")}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if request(rest, "GET", f"/v1/models/{MODEL}")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log(serving.tail(logfile))
+                return 1
+            time.sleep(0.5)
+        KeepAlive(rest).predict()
+        pid = server_pid(proc)
+        plan = [("slow-path", lambda: scenario_slow_path(rest, pid)),
+                ("4x60MB", lambda: scenario_four(rest, pid, budget)),
+                ("header", lambda: scenario_header(rest, args.header_mb)),
+                ("hostile-rest", lambda: scenario_hostile_rest(rest, args.hostile)),
+                ("hostile-grpc", lambda: scenario_hostile_grpc(grpc_port, args.hostile)),
+                ("idle", lambda: scenario_idle(rest, args.idle))]
+        for name, run in plan:
+            if name in args.skip:
+                continue
+            log(f"-- {name}")
+            results[name] = run()
+            log(json.dumps(results[name]))
+            if proc.poll() is not None:
+                log("server died:\n" + serving.tail(logfile))
+                return 1
+    finally:
+        serving.stop(proc)
+    out = HERE / "results" / f"abuse-{dt.datetime.now():%Y-%m-%d-%H%M%S}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results, indent=1))
+    log(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
