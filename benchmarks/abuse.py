@@ -84,11 +84,17 @@ class KeepAlive:
                           + self.body)
         data = b""
         while b"\r\n\r\n" not in data:
-            data += self.sock.recv(65536)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            data += chunk
         head, _, rest = data.partition(b"\r\n\r\n")
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
         while len(rest) < length:
-            rest += self.sock.recv(65536)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            rest += chunk
         return int(head[9:12]), time.perf_counter() - start
 
 
@@ -152,6 +158,7 @@ def scenario_idle(port: int, count: int) -> dict:
         except OSError:
             failed_connect += 1
             break
+    flood_seconds = time.monotonic() - start
     time.sleep(2.0)
     statuses = []
     latencies = []
@@ -170,8 +177,9 @@ def scenario_idle(port: int, count: int) -> dict:
     open_ = sum(1 for s in idle if _still_open(s))
     for s in idle:
         s.close()
-    return {"idle_connections_attempted": count, "connect_errors": failed_connect,
+    return {"idle_connections_attempted": count, "sockets_opened": len(idle), "connect_errors": failed_connect,
             "still_open_after_2s": open_, "good_predicts_ok": statuses.count(200), "good_predicts": len(statuses),
+            "flood_seconds": round(flood_seconds, 1),
             "good_p50_ms": round(statistics.median(latencies) * 1000, 2),
             "new_connection_predict_status": fresh_status, "seconds": round(time.monotonic() - start, 1)}
 
@@ -359,6 +367,7 @@ def scenario_hostile_grpc(port: int, n: int, seed: int = 2) -> dict:
         return which, req.SerializeToString()
 
     codes: dict[str, int] = {}
+    internal: dict[str, int] = {}  # which call and message gave INTERNAL/UNKNOWN
     for _ in range(n):
         which, payload = message()
         try:
@@ -366,10 +375,14 @@ def scenario_hostile_grpc(port: int, n: int, seed: int = 2) -> dict:
             code = "OK"
         except grpc.RpcError as e:
             code = e.code().name
+            if code in ("INTERNAL", "UNKNOWN"):
+                key = f"{which}: {(e.details() or '')[:80]}"
+                internal[key] = internal.get(key, 0) + 1
         codes[code] = codes.get(code, 0) + 1
     channel.close()
     return {"calls": n, "codes": dict(sorted(codes.items())),
-            "internal_or_unknown": codes.get("INTERNAL", 0) + codes.get("UNKNOWN", 0)}
+            "internal_or_unknown": codes.get("INTERNAL", 0) + codes.get("UNKNOWN", 0),
+            "internal_details": dict(sorted(internal.items(), key=lambda kv: -kv[1])[:10])}
 
 
 def main() -> int:
