@@ -12,6 +12,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from mlserve.server.dataplane import DataPlane
 from mlserve.server.flags import ServerOptions
+from mlserve.server.grpc_guard import GuardedServer
 from mlserve.server.grpc_servicers import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
 from mlserve.server.requestlog import RequestLog
 
@@ -41,10 +42,11 @@ class GrpcServer:
                                                         thread_name_prefix="grpc"),
                              options=grpc_options)
         as_content = options.enable_serialization_as_tensor_content
+        guarded = GuardedServer(server)  # unparsable requests: INVALID_ARGUMENT, not INTERNAL
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.dataplane, self.request_log, tensor_content=as_content), server)
+            PredictionServicer(self.dataplane, self.request_log, tensor_content=as_content), guarded)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.dataplane, self.request_log), server)
+            ModelServicer(self.dataplane, self.request_log), guarded)
         if options.health_service:
             self._add_health(server)
         address = f"{options.host}:{options.port}"

@@ -85,6 +85,11 @@ def test_reload_rpc_refuses_relative_foreign_and_empty_configs(server: ServerPro
         assert "outside the allowed model roots" in reload(str(outside)).details()
         assert "outside the allowed model roots" in reload(str(digits_base / ".." / ".." / "elsewhere")).details()
         assert "unload every model" in reload().details()
+        # bytes that are not the method's message: INVALID_ARGUMENT (grpcio alone says INTERNAL)
+        raw = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\xff\xff\xff\xff garbage", timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
     # the model is still served
     status = requests.get(_url(server, f"/v1/models/{MODEL_NAME}")).json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
