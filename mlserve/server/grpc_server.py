@@ -11,12 +11,25 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from mlserve.server.dataplane import DataPlane
-from mlserve.server.flags import ServerOptions
+from mlserve.server.flags import ServerOptions, schedulable_cpus
 from mlserve.server.grpc_guard import GuardedServer
 from mlserve.server.grpc_servicers import MODEL_SERVICE, PREDICTION_SERVICE, ModelServicer, PredictionServicer
 from mlserve.server.requestlog import RequestLog
 
 log = logging.getLogger("mlserve.server.grpc")
+
+
+def handler_threads(options: ServerOptions, *, batching: bool) -> int:
+    """grpcio's handler pool: `--grpc_max_threads`, at most 2 per schedulable CPU without batching.
+
+    Without batching each handler runs its own model call, and more of them than the CPUs can
+    run only take turns at the GIL: on one core, 1 image at 32 connections, 2 threads serve
+    0.80-0.90x REST's requests/s, 8 threads 0.62-0.81x (docs/architecture.md). With batching a handler waits in a batch, so all of
+    `--grpc_max_threads` stay (they bound how many calls one batch can gather)."""
+    threads = max(options.grpc_max_threads, 1)
+    if not batching:
+        threads = min(threads, 2 * schedulable_cpus())
+    return threads
 
 
 class GrpcServer:
@@ -38,7 +51,7 @@ class GrpcServer:
                         ("grpc.max_send_message_length", max_msg),
                         ("grpc.so_reuseport", 0)]  # a taken port must fail, not be shared
         grpc_options += options.channel_arguments()
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(options.grpc_max_threads, 1),
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=handler_threads(options, batching=self.dataplane.batcher is not None),
                                                         thread_name_prefix="grpc"),
                              options=grpc_options)
         as_content = options.enable_serialization_as_tensor_content
