@@ -66,8 +66,14 @@ _DECLARED = [
     Setting("ready_timeout", "MLSERVE_READY_TIMEOUT", "Seconds to wait for a server to be ready.",
             _const(120.0), float),
     Setting("timeout", "MLSERVE_TIMEOUT", "Seconds a client request may take.", _const(30.0), float),
-    Setting("debug", "MLSERVE_DEBUG", "Show tracebacks of unexpected errors (1 to enable).",
+    Setting("debug", "MLSERVE_DEBUG",
+            "Show tracebacks of unexpected errors and TensorFlow's own log lines (1 to enable).",
             _const(False), bool),
+    Setting("verbose", "MLSERVE_VERBOSE",
+            "Show TensorFlow's C++ start-up lines (what `mlserve --verbose` sets).",
+            _const(False), bool),
+    Setting("server_log_level", "MLSERVE_SERVER_LOG_LEVEL",
+            "Log level of the embedded server: DEBUG, INFO, WARNING or ERROR.", _const("INFO")),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _DECLARED}
@@ -107,6 +113,26 @@ def resolve(name: str, flag: Any = None) -> Resolved:
 def get(name: str, flag: Any = None) -> Any:
     """The value of a setting (see `resolve`)."""
     return resolve(name, flag).value
+
+
+def model_base_path(model_name: str, flag: Any = None) -> Path:
+    """--model-base-path > MLSERVE_MODEL_BASE_PATH > <home>/models/<model_name>, for the name given.
+
+    The declared default follows the `model_name` setting; a command that was given a name (its
+    --model-name flag) wants that model's folder, which is why this is not plain `get()`.
+    """
+    resolved = resolve("model_base_path", str(flag) if flag is not None else None)
+    if resolved.source == "default":
+        return Path(get("home")).expanduser().resolve() / "models" / model_name
+    return Path(resolved.value).expanduser()
+
+
+def debug() -> bool:
+    """MLSERVE_DEBUG as a bool; a malformed value counts as off (the error boundary must not fail)."""
+    try:
+        return bool(get("debug"))
+    except UsageError:
+        return False
 
 
 def resolve_all() -> list[Resolved]:

@@ -1,29 +1,56 @@
 """The `mlserve` command: the Typer app, every command group wired in one place, one error boundary.
 
-Each command module exposes `register(app)`. Modules here must not import TensorFlow or
-matplotlib at import time: `mlserve --help` stays fast (tests/test_startup.py proves it).
+Each command module exposes `register(app)` and is listed in `COMMAND_MODULES`. Modules here must
+not import TensorFlow or matplotlib at import time: `mlserve --help` stays fast
+(tests/test_startup.py proves it).
 """
 from __future__ import annotations
 
 import os
 import sys
 import traceback
+from types import ModuleType
 from typing import Optional, Sequence
 
 import typer
+import typer.core
 
-from mlserve import __version__
-
-# TensorFlow's C++ INFO/WARNING lines are noise on a terminal; users can still set their own level.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mlserve import __version__, settings, tfquiet
+from mlserve.cli import bench, config, deploy, export, plan, predict, serve, server, train
 from mlserve.errors import ExitCode, MlserveError
 
+# TensorFlow's C++ lines are noise on a terminal; children (the embedded server) inherit the level.
+for _name, _value in tfquiet.quiet_environment().items():
+    os.environ.setdefault(_name, _value)
+
+# The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
+# A new command group is one more module in this tuple.
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    train, export, serve, predict, bench, plan, deploy, server, config)
+
+class _Group(typer.core.TyperGroup):
+    """`mlserve --help` lists each command with its whole first sentence, wrapped, not cut at '...'."""
+
+    def format_commands(self, ctx: typer.Context, formatter) -> None:  # type: ignore[override]
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=200)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="mlserve",
     help="Train, export, serve and query TensorFlow models: the whole TF Serving loop.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: paragraphs re-wrapped to the terminal, no type labels on boolean flags.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -39,29 +66,26 @@ def _root(
     version: Optional[bool] = typer.Option(
         None, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show TensorFlow's own log lines (env MLSERVE_VERBOSE)."),
 ) -> None:
     """Train, export, serve and query TensorFlow models: the whole TF Serving loop."""
+    if verbose:
+        # An environment variable, so that servers started from here are verbose as well.
+        os.environ[settings.SETTINGS["verbose"].env] = "1"
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == tfquiet.QUIET_LEVEL:
+            del os.environ["TF_CPP_MIN_LOG_LEVEL"]
 
 
-def _register_commands() -> None:
-    # The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
-    import importlib
-
-    for name in ("train", "export", "serve", "predict", "bench", "plan", "deploy", "server", "config"):
-        try:
-            module = importlib.import_module(f"mlserve.cli.{name}")
-        except ModuleNotFoundError as e:  # a command group still being built
-            if e.name != f"mlserve.cli.{name}":
-                raise
-            continue
-        module.register(app)
-
-
-_register_commands()
+for _module in COMMAND_MODULES:
+    _module.register(app)
+for _group in app.registered_groups:  # sub-apps (mlserve server ...) render help the same way
+    if _group.typer_instance is not None:
+        _group.typer_instance.rich_markup_mode = None
 
 
 def _debug() -> bool:
-    return os.environ.get("MLSERVE_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    return settings.debug()
 
 
 def report(error: MlserveError) -> None:

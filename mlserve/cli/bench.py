@@ -59,7 +59,7 @@ def bench(
     if price_per_hour is not None and price_per_hour < 0:
         raise UsageError("--price-per-hour cannot be negative")
 
-    with _progress(quiet=False) as progress:
+    with _progress() as progress:
         if self_test:
             report = core.self_test(concurrency=levels, duration=duration or 2.0,
                                     batch_size=batch_size, warmup=min(warmup, 0.5),
@@ -107,9 +107,6 @@ def _images(inputs, batch_size: int, data: Optional[str]):
 
 class _progress:
     """A rich progress bar on stderr, fed by the load generator's progress callback."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
 
     def __enter__(self):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
