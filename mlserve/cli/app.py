@@ -17,7 +17,7 @@ import typer.core
 
 from mlserve import __version__, settings, tfquiet
 from mlserve.cli import bench, config, deploy, export, plan, predict, serve, server, train
-from mlserve.errors import ExitCode, MlserveError
+from mlserve.errors import ExitCode, MlserveError, UsageError
 
 # TensorFlow's C++ lines are noise on a terminal; children (the embedded server) inherit the level.
 for _name, _value in tfquiet.quiet_environment().items():
@@ -25,6 +25,11 @@ for _name, _value in tfquiet.quiet_environment().items():
 
 # The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
 # A new command group is one more module in this tuple.
+try:  # Typer 0.24+ carries its own copy of Click; its usage errors are that copy's classes
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - an older Typer on the real Click
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
+
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     train, export, serve, predict, bench, plan, deploy, server, config)
 
@@ -105,17 +110,25 @@ def report(error: MlserveError) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script: the single error boundary of the CLI.
 
-    Typer itself reports usage errors (exit 2) and turns Ctrl-C into exit 130; everything mlserve
-    raises arrives here as an MlserveError and leaves as `Error:` + `Hint:` and its exit code.
+    Every failure leaves as `Error:` + `Hint:` on stderr and a stable exit code: a bad option or
+    value (Click's usage errors) exits 2, an MlserveError its own code, Ctrl-C 130.
     """
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="mlserve")
+        code = app(args=list(argv) if argv is not None else None, prog_name="mlserve",
+                   standalone_mode=False)
     except MlserveError as e:
         if _debug():
             traceback.print_exc()
         report(e)
         sys.exit(int(e.exit_code))
-    except KeyboardInterrupt:
+    except _click_errors.UsageError as e:  # checked before any work: bad flags and values
+        command = e.ctx.command_path if e.ctx is not None else "mlserve"
+        report(UsageError(e.format_message(), hint=f"see `{command} --help`"))
+        sys.exit(int(ExitCode.USAGE))
+    except _click_errors.ClickException as e:  # e.g. a file option that cannot be opened
+        report(MlserveError(e.format_message()))
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, _click_errors.Abort):
         print("Interrupted.", file=sys.stderr)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as e:  # a bug: say so plainly, show the traceback only when asked
@@ -124,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         report(MlserveError(f"unexpected {type(e).__name__}: {e}",
                             hint="rerun with MLSERVE_DEBUG=1 to see the traceback, and report it"))
         sys.exit(int(ExitCode.ERROR))
+    # Without standalone mode Click returns the exit code of `typer.Exit(code)` / `--help`, or the
+    # command's own return value (None: success).
+    sys.exit(code if isinstance(code, int) else int(ExitCode.OK))
 
 
 if __name__ == "__main__":

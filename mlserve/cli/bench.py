@@ -14,10 +14,8 @@ from mlserve.cli import options, output
 def bench(
     concurrency: str = typer.Option("1,8,32", "--concurrency", "-c",
                                     help="Comma-separated levels of requests in flight."),
-    duration: Optional[float] = typer.Option(None, "--duration", "-d",
-                                             help="Seconds per level (default: 5; at most 600)."),
-    requests: Optional[int] = typer.Option(None, "--requests", "-n",
-                                           help="Requests per level instead of a duration (still capped at 600 s)."),
+    duration: options.Duration = None,
+    requests: options.Requests = None,
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Images per request."),
     warmup: float = typer.Option(1.0, "--warmup", help="Seconds of unmeasured load before each level."),
     url: options.Url = None,
