@@ -33,8 +33,36 @@ except ImportError:  # pragma: no cover - an older Typer on the real Click
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     train, export, serve, predict, bench, plan, deploy, server, config)
 
+# Help shows a value's kind as a plain word (`--count N`, `--npy PATH`), not Typer's `<int range>`.
+_METAVARS = {"int": "N", "int range": "N", "integer": "N", "integer range": "N", "float": "NUMBER",
+             "float range": "NUMBER", "path": "PATH", "Path": "PATH", "list[Path]": "PATH",
+             "str": "TEXT", "text": "TEXT", "list[str]": "TEXT"}
+
+
+def _kind(param) -> str:
+    try:  # Typer 0.24+: `<int range>`; older Typer on Click: the Click type's name
+        return param.display_type(None).strip("<>") if hasattr(param, "display_type") \
+            else getattr(param.type, "name", "")
+    except Exception:  # choices need a context: keep Typer's own rendering
+        return ""
+
+
+def _plain_metavars(command) -> None:
+    for param in getattr(command, "params", []):
+        if param.metavar is None and not getattr(param, "is_flag", False):
+            word = _METAVARS.get(_kind(param))
+            if word and getattr(param, "param_type_name", "") == "option":
+                param.metavar = word
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _plain_metavars(sub)
+
+
 class _Group(typer.core.TyperGroup):
     """`mlserve --help` lists each command with its whole first sentence, wrapped, not cut at '...'."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_metavars(self)
 
     def format_commands(self, ctx: typer.Context, formatter) -> None:  # type: ignore[override]
         rows = []
@@ -128,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except _click_errors.ClickException as e:  # e.g. a file option that cannot be opened
         report(MlserveError(e.format_message()))
         sys.exit(e.exit_code)
-    except (KeyboardInterrupt, _click_errors.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         print("Interrupted.", file=sys.stderr)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as e:  # a bug: say so plainly, show the traceback only when asked

@@ -33,4 +33,4 @@ def say(message: str) -> None:
 
 def info(message: str) -> None:
     """A progress or status line for the user (stderr), with rich markup."""
-    err.print(message)
+    err.print(message, soft_wrap=True)  # paths and commands stay whole
