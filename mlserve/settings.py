@@ -22,6 +22,8 @@ class Setting:
     description: str
     default: Default
     kind: type = str
+    # Says what is wrong with a value (None: fine); checked for flags and variables alike.
+    check: Callable[[Any], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,14 @@ def _const(value: Any) -> Default:
     return lambda _get: value
 
 
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be more than 0 seconds"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number, 0 to 65535"
+
+
 _DECLARED = [
     Setting("home", "MLSERVE_HOME", "Workspace: trained models, exported models, logs, server records.",
             _const(str(Path.home() / ".mlserve"))),
@@ -49,8 +59,8 @@ _DECLARED = [
             _const("")),
     Setting("host", "MLSERVE_HOST", "Address servers bind (127.0.0.1 unless told otherwise).",
             _const("127.0.0.1")),
-    Setting("grpc_port", "MLSERVE_GRPC_PORT", "gRPC port of a started server.", _const(8500), int),
-    Setting("rest_port", "MLSERVE_REST_PORT", "REST port of a started server.", _const(8501), int),
+    Setting("grpc_port", "MLSERVE_GRPC_PORT", "gRPC port of a started server.", _const(8500), int, _port),
+    Setting("rest_port", "MLSERVE_REST_PORT", "REST port of a started server.", _const(8501), int, _port),
     Setting("url", "MLSERVE_URL", "REST address that predict and bench query.",
             _const("http://127.0.0.1:8501")),
     Setting("grpc_server", "MLSERVE_GRPC_SERVER", "gRPC address that predict and bench query.",
@@ -64,8 +74,8 @@ _DECLARED = [
     Setting("docker_tag", "MLSERVE_DOCKER_TAG", "TF Serving Docker tag; GPU runs use '<tag>-gpu'.",
             _const("2.19.1")),
     Setting("ready_timeout", "MLSERVE_READY_TIMEOUT", "Seconds to wait for a server to be ready.",
-            _const(120.0), float),
-    Setting("timeout", "MLSERVE_TIMEOUT", "Seconds a client request may take.", _const(30.0), float),
+            _const(120.0), float, _positive),
+    Setting("timeout", "MLSERVE_TIMEOUT", "Seconds a client request may take.", _const(30.0), float, _positive),
     Setting("debug", "MLSERVE_DEBUG",
             "Show tracebacks of unexpected errors and TensorFlow's own log lines (1 to enable).",
             _const(False), bool),
@@ -107,6 +117,12 @@ def resolve(name: str, flag: Any = None) -> Resolved:
         value, source = _convert(setting, os.environ[setting.env]), "env"
     else:
         value, source = setting.default(get), "default"
+    problem = setting.check(value) if setting.check is not None and value is not None else None
+    if problem:
+        where = f"{setting.env}={value!r}" if source == "env" else f"{name} {value!r}"
+        raise UsageError(f"{where}: {problem}",
+                         hint=f"unset {setting.env} or give a valid value" if source == "env"
+                         else f"give a valid value (see `mlserve config` for {setting.env})")
     return Resolved(setting.name, setting.env, value, source, setting.description)
 
 

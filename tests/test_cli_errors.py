@@ -124,3 +124,10 @@ def test_help_reads_well_at_80_columns() -> None:
     assert "once every model is AVAILABLE" in " ".join(proc.stdout.split())
     assert not any(line.strip() == "AVAILABLE. The same friendly options map to TF Serving's flags"
                    for line in proc.stdout.splitlines())
+
+
+def test_bad_timeout_in_the_environment_is_a_usage_error() -> None:
+    proc = mlserve("config", env={"MLSERVE_TIMEOUT": "0"})
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.startswith("Error: MLSERVE_TIMEOUT=0.0: must be more than 0 seconds")
+    assert "Hint: unset MLSERVE_TIMEOUT" in proc.stderr
