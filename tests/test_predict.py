@@ -206,3 +206,16 @@ def test_a_blank_page_is_an_empty_frame(tmp_path) -> None:
     Image.new("L", (300, 200), 250).save(tmp_path / "blank.png")
     pixels, inverted = load_image_file(tmp_path / "blank.png")
     assert inverted and pixels.shape == (28, 28) and float(pixels.max()) == 0.0
+
+
+def test_plot_of_many_digits_wraps_at_ten_per_row(digits_server, tmp_path) -> None:
+    from mlserve.plots import prediction_figure_px
+
+    png = tmp_path / "many.png"
+    proc = run_cli("predict", *_rest(digits_server), "--random", "12", "--seed", "3",
+                   "--plot-file", str(png))
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+        assert image.size == prediction_figure_px(12) == (PREDICTION_TILE_PX[0] * 10,
+                                                          PREDICTION_TILE_PX[1] * 2)
