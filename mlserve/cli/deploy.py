@@ -18,7 +18,7 @@ BasePath = Annotated[Optional[Path], typer.Option(
     "--model-base-path", help="Folder of exported versions (default: <home>/models/<model>).")]
 Versions = Annotated[str, typer.Option("--versions", help="Versions to deliver: latest, all, or e.g. 1,3.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="Resource name (default: the model name, DNS-safe).")]
-Namespace = Annotated[Optional[str], typer.Option("--namespace", "-n", help="Kubernetes namespace.")]
+Namespace = Annotated[Optional[str], typer.Option("--namespace", help="Kubernetes namespace.")]
 Tag = Annotated[Optional[str], typer.Option(
     "--tag", help="tensorflow/serving tag (env MLSERVE_DOCKER_TAG; '-gpu' is added with --gpu).")]
 Gpu = Annotated[bool, typer.Option("--gpu", help="The -gpu image, an nvidia.com/gpu limit and toleration.")]
