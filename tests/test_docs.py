@@ -217,8 +217,8 @@ def docs_world(tmp_path_factory: pytest.TempPathFactory):
 # Pages that start (and stop) their own server, from a clean slate; every other page finds one running.
 OWN_SERVER = {"getting-started.md", "README.md"}
 # What an unmarked block must never do on a developer's machine or a CI runner: change the system.
-UNSAFE = re.compile(r"(^|[;&|(]\s*)(sudo|apt-get|apt|docker|make)\b|server install(?![^\n]*--dry-run)",
-                    re.M)
+UNSAFE = re.compile(r"(^|[;&|(]\s*)(sudo|apt-get|apt|docker|kubectl|make)\b"
+                    r"|server install(?![^\n]*--dry-run)|--apply\b", re.M)
 
 
 @pytest.mark.slow
