@@ -23,13 +23,13 @@ from mlserve.errors import ExitCode, MlserveError, UsageError
 for _name, _value in tfquiet.quiet_environment().items():
     os.environ.setdefault(_name, _value)
 
-# The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
-# A new command group is one more module in this tuple.
 try:  # Typer 0.24+ carries its own copy of Click; its usage errors are that copy's classes
     from typer._click import exceptions as _click_errors
 except ImportError:  # pragma: no cover - an older Typer on the real Click
     from click import exceptions as _click_errors  # type: ignore[no-redef]
 
+# The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
+# A new command group is one more module in this tuple (and in the import above).
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     train, export, serve, predict, bench, plan, deploy, server, config)
 

@@ -54,12 +54,11 @@ def _spec(model: Optional[str], base_path: Optional[Path], versions: str, name: 
           cpu_target: int, batching: bool, batching_file: Optional[Path], poll: Optional[int],
           tfs_arg: Optional[List[str]], plan_file: Optional[Path]):
     from mlserve import settings
-    from mlserve.cli.export import _base_path
     from mlserve.deploy import spec as specs
     from mlserve.errors import NotFoundError
 
     model_name = settings.get("model_name", model)
-    base = _base_path(model_name, base_path)
+    base = settings.model_base_path(model_name, base_path)
     parameters = None
     if batching_file is not None:
         try:
