@@ -12,16 +12,17 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-# The one meaning of each short flag, across all commands (tests/test_cli_errors.py holds them to it).
-SHORT_FLAGS = {
-    "-b": "--batch-size",
-    "-c": "--concurrency",
-    "-d": "--detach",
-    "-f": "--follow",
-    "-h": "--help",
-    "-n": "--lines",
-    "-o": "--output",
-    "-v": "--version",
+# The one meaning of each short flag, across all commands, as the long options that spell it
+# (tests/test_cli_errors.py holds every command to it).
+SHORT_FLAGS: dict[str, tuple[str, ...]] = {
+    "-b": ("--batch-size",),
+    "-c": ("--concurrency",),
+    "-d": ("--detach",),
+    "-f": ("--follow",),
+    "-h": ("--help",),
+    "-n": ("--lines",),
+    "-o": ("--output", "--out"),  # where a command writes (train: a model; deploy: manifests)
+    "-v": ("--version",),  # a model version
 }
 
 
