@@ -206,12 +206,33 @@ class DocsWorld:
     def stop_all(self) -> None:
         self.mlserve("stop", "--all")
 
+    def kill_leftovers(self) -> list[int]:
+        """SIGTERM any process still serving this world's workspace (a server whose record a
+        snippet removed); returns their pids. Linux only: elsewhere `stop --all` must do."""
+        import signal
+
+        leftovers = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(str(self.home).encode() in arg for arg in argv) and int(proc.name) != os.getpid():
+                leftovers.append(int(proc.name))
+                try:
+                    os.kill(int(proc.name), signal.SIGTERM)
+                except OSError:
+                    pass
+        return leftovers
+
 
 @pytest.fixture(scope="module")
 def docs_world(tmp_path_factory: pytest.TempPathFactory):
     world = DocsWorld(tmp_path_factory.mktemp("docs"))
     yield world
     world.stop_all()
+    leftovers = world.kill_leftovers()
+    assert not leftovers, f"servers outlived `mlserve stop --all` (pids {leftovers}; stopped now)"
 
 
 # Pages that start (and stop) their own server, from a clean slate; every other page finds one running.
