@@ -185,9 +185,11 @@ def test_photo_like_digits_are_framed_as_mnist(digits_model_base, test_split, tm
     from mlserve.inputs import from_image_files
 
     x, y = test_split
-    # The first test digit the (one-epoch) model gets right with confidence: any digit would do.
-    original = reference_probabilities(digits_model_base, x[:40, ..., None] / 255.0)
-    index = next(i for i in range(40) if original[i].argmax() == y[i] and original[i].max() > 0.9)
+    # The test digit the (one-epoch, unseeded) model gets right most confidently: any clear digit
+    # would do, and the most confident one is clear whatever this run's weights are.
+    original = reference_probabilities(digits_model_base, x[..., None] / 255.0)
+    right = np.flatnonzero(original.argmax(axis=1) == y)
+    index = int(right[original[right].max(axis=1).argmax()])
     files = _photo_variants(x[index], tmp_path)
     batch = from_image_files(list(files.values()))
     assert batch.inverted == [True, False, True]
