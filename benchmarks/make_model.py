@@ -1,8 +1,8 @@
 """Produce the SavedModel the serving benchmark loads: `<base>/<version>/saved_model.pb`.
 
 Preferred path: mlserve's own workflow (`mlserve train --epochs 1` then `mlserve export`) into a
-private workspace, so the benchmark serves exactly what a user would. While those commands do not
-exist yet (or fail), it writes a small SavedModel with the same contract instead: the course CNN
+private workspace, so the benchmark serves exactly what a user would. If they fail (no MNIST
+download here, say), it writes a small SavedModel with the same contract instead: the course CNN
 (Conv2D 8x3x3 stride 2 -> Flatten -> Dense 10 softmax), signature `serving_default`, input
 `Conv1_input` float32 [-1, 28, 28, 1], output `softmax` float32 [-1, 10]. Its weights are random:
 serving cost does not depend on them.
@@ -26,7 +26,7 @@ def _versions(base: Path) -> list[Path]:
 
 
 def via_mlserve(workdir: Path, log: Path) -> Path | None:
-    """Train 1 epoch and export with the mlserve CLI; None if those commands are not there yet."""
+    """Train 1 epoch and export with the mlserve CLI; None if that fails."""
     home = workdir / "home"
     env = dict(os.environ, MLSERVE_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2")
     mlserve = [sys.executable, "-m", "mlserve"]

@@ -4,6 +4,8 @@
     <model_base_path>/<version>/variables/
     <model_base_path>/<version>/assets.extra/tf_serving_warmup_requests   (TFRecord of PredictionLog)
     <model_base_path>/<version>/assets.extra/mlserve.json                 (test accuracy, provenance)
+    <model_base_path>/<version>/model.tflite                              (with --tflite: TF Serving's
+                                                                           --prefer_tflite_model file)
 
 A version is written to `<base>/.tmp-<version>-<random>` (TF Serving only loads numeric folders, so
 it never sees a half-written one) and renamed into place. TensorFlow is imported inside functions.
@@ -40,6 +42,7 @@ class ExportResult:
     replaced: bool = False  # True when --force replaced an existing version
     warmup_path: Path | None = None
     test_accuracy: float | None = None
+    tflite: dict[str, Any] | None = None  # quantization, size_bytes, test_accuracy (mlserve.tflite)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class VersionInfo:
     test_accuracy: float | None = None
     has_warmup: bool = False
     info: dict[str, Any] = field(default_factory=dict, repr=False)
+    tflite: dict[str, Any] | None = None  # the model.tflite beside the SavedModel, as measured at export
 
 
 def parse_version(version: int | str | None) -> int | None:
@@ -91,13 +95,18 @@ def export_model(
     model_name: str,
     force: bool = False,
     warmup: bool = True,
+    tflite: str | None = None,
 ) -> ExportResult:
     """Export a trained .keras model as SavedModel version `version` (default: latest + 1).
 
     The version folder appears atomically or not at all; an existing version raises ConflictError
-    unless `force`, which swaps the new one in by renames.
+    unless `force`, which swaps the new one in by renames. `tflite` (float32, float16, dynamic or
+    int8) also writes model.tflite into the folder, measured by running it (mlserve.tflite).
     """
+    from mlserve.tflite import load_data_for, parse_quantization
+
     number = parse_version(version)
+    quantization = parse_quantization(tflite)
     source = resolve_model_path(model_path)
     if not source.is_file():
         raise NotFoundError(f"no trained model at {source}",
@@ -115,9 +124,10 @@ def export_model(
             f"version {number} already exists at {target}",
             hint=f"use --force to replace it, or export the next free version: --version {next_version(base)}",
         )
-    model = load_trained(source)  # DataError before anything is written
-
     record = read_record(source) or {}
+    # int8 without training data fails here, before TensorFlow loads or anything is written
+    mnist = load_data_for(quantization, record) if quantization else None
+    model = load_trained(source)  # DataError before anything is written
     tmp = base / f".tmp-{number}-{secrets.token_hex(4)}"
     try:
         _write_saved_model(model, tmp)
@@ -135,6 +145,13 @@ def export_model(
                         if k in record},
             "signature": SIGNATURE_NAME,
         }
+        tflite_info = None
+        if quantization:
+            from mlserve.tflite import saved_model_size, write_tflite
+
+            tflite_info = write_tflite(tmp, quantization, record, mnist=mnist).as_dict()
+            tflite_info["saved_model_size_bytes"] = saved_model_size(tmp)
+            info["tflite"] = tflite_info
         (tmp / ASSETS_EXTRA).mkdir(exist_ok=True)
         (tmp / ASSETS_EXTRA / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         signature = describe_signature(tmp)
@@ -145,7 +162,11 @@ def export_model(
         raise
     return ExportResult(path=target, version=number, signature=signature, replaced=replaced,
                         warmup_path=target / ASSETS_EXTRA / WARMUP_FILE if warmup_path else None,
-                        test_accuracy=record.get("test_accuracy"))
+                        test_accuracy=record.get("test_accuracy"), tflite=tflite_info)
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _write_saved_model(model: Any, path: Path) -> None:
@@ -273,8 +294,14 @@ def list_versions(base_path: str | os.PathLike, *, missing_ok: bool = False) -> 
                 created = None
         if created is None:
             created = datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc)
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        size = _folder_size(folder)
+        tflite_file = folder / "model.tflite"
+        tflite = None
+        if tflite_file.is_file():  # a file put there by hand has no record: its size is still known
+            tflite = {"quantization": None, "test_accuracy": None, **(info.get("tflite") or {}),
+                      "size_bytes": tflite_file.stat().st_size}
         infos.append(VersionInfo(version=number, path=folder, size_bytes=size, created=created,
                                  test_accuracy=info.get("test_accuracy"),
-                                 has_warmup=(folder / ASSETS_EXTRA / WARMUP_FILE).is_file(), info=info))
+                                 has_warmup=(folder / ASSETS_EXTRA / WARMUP_FILE).is_file(), info=info,
+                                 tflite=tflite))
     return infos

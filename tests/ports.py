@@ -3,12 +3,7 @@ from __future__ import annotations
 
 import socket
 
-
-def free_port() -> int:
-    """An ephemeral port nothing listens on (bind port 0, read it back, release it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mlserve.runtimes.process import free_port  # noqa: F401 - the one free-port helper
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -1,7 +1,7 @@
 """Smoke test of the serving benchmark's pieces (benchmarks/), not a benchmark and not timed.
 
 Real things: a tiny SavedModel, the two FastAPI baseline apps as real uvicorn processes on free
-ports, real wrk and the real gRPC generator against the canned servicer. Parts that need wrk or
+ports, the embedded server, real wrk (REST) and real h2load (gRPC). Parts that need wrk, h2load or
 the benchmark's mlflow venv skip, saying why, when those are not installed.
 """
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
+import signal
+import struct
 import sys
 from pathlib import Path
 
@@ -21,7 +22,14 @@ from ports import port_is_free
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import serving  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+import bodies  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+import checks  # noqa: E402
+import loadgen  # noqa: E402
+import procs  # noqa: E402
+import report  # noqa: E402
+import rounds  # noqa: E402
+import serving  # noqa: E402
+import targets  # noqa: E402
 
 pytest.importorskip("fastapi", reason="the bench extra is not installed: pip install -e .[bench]")
 pytest.importorskip("uvicorn", reason="the bench extra is not installed: pip install -e .[bench]")
@@ -36,33 +44,37 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _serve_app(module: str, model_dir: Path, tmp_path: Path):
-    port = serving.free_port()
+    port = procs.free_port()
     env = dict(os.environ, BENCH_MODEL_DIR=str(model_dir), TF_CPP_MIN_LOG_LEVEL="2")
     logfile = tmp_path / f"{module}.log"
-    proc = serving.start([sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir",
-                          str(ROOT / "benchmarks" / "apps"), "--host", "127.0.0.1", "--port", str(port),
-                          "--no-access-log"], logfile, env=env)
+    proc = procs.start([sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir",
+                        str(ROOT / "benchmarks" / "apps"), "--host", "127.0.0.1", "--port", str(port),
+                        "--no-access-log"], logfile, env=env)
     try:
-        serving.wait_until(proc, logfile, lambda: serving.tf_serving_available(port), timeout=60)
+        checks.wait_until(proc, logfile, lambda: checks.tf_serving_available(port), timeout=60)
     except BaseException:
-        serving.stop(proc)
+        procs.stop(proc)
         raise
     return proc, port
 
 
 def test_bodies_are_tf_serving_requests() -> None:
-    body = json.loads(serving.rest_body(2))
+    body = json.loads(bodies.rest_body(2))
     images = np.asarray(body["instances"], dtype=np.float32)
     assert images.shape == (2, 28, 28, 1)
     assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.5
 
     from tensorflow_serving.apis import predict_pb2
 
-    request = predict_pb2.PredictRequest.FromString(serving.grpc_request(3))
+    message = bodies.grpc_request(3)
+    request = predict_pb2.PredictRequest.FromString(message)
     tensor = request.inputs["Conv1_input"]
     assert request.model_spec.name == "digits_model"
     assert [d.size for d in tensor.tensor_shape.dim] == [3, 28, 28, 1]
     assert len(tensor.tensor_content) == 3 * 28 * 28 * 4
+    framed = bodies.grpc_frame(message)  # gRPC's wire framing, as h2load posts it
+    assert framed[0] == 0 and struct.unpack(">I", framed[1:5])[0] == len(message)
+    assert framed[5:] == message
 
 
 @pytest.mark.parametrize("threadpool", ["0", "1"], ids=["async", "threadpool"])
@@ -73,56 +85,62 @@ def test_handwritten_app_runs_the_model(model_dir: Path, tmp_path: Path, threadp
     monkeypatch.setenv("BENCH_THREADPOOL", threadpool)
     proc, port = _serve_app("handwritten", model_dir, tmp_path)
     try:
-        body = serving.rest_body(2)
-        status, payload = serving.http("POST", f"http://127.0.0.1:{port}{serving.PREDICT_PATH}", body)
+        body = bodies.rest_body(2)
+        status, payload = checks.http("POST", f"http://127.0.0.1:{port}{bodies.PREDICT_PATH}", body)
         assert status == 200
-        serving.check_predictions(payload, 2)
+        checks.check_predictions(payload, 2)
         got = np.asarray(json.loads(payload)["predictions"])
         images = np.asarray(json.loads(body)["instances"], dtype=np.float32)
         expected = tf.saved_model.load(str(model_dir)).signatures["serving_default"](
             Conv1_input=tf.constant(images))["softmax"].numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     finally:
-        serving.stop(proc)
+        procs.stop(proc)
     assert proc.returncode is not None and port_is_free(port)
 
 
 def test_canned_app_answers_without_a_model(model_dir: Path, tmp_path: Path) -> None:
     proc, port = _serve_app("canned", model_dir, tmp_path)
     try:
-        status, payload = serving.http("POST", f"http://127.0.0.1:{port}{serving.PREDICT_PATH}",
-                                       serving.rest_body(3))
+        status, payload = checks.http("POST", f"http://127.0.0.1:{port}{bodies.PREDICT_PATH}",
+                                      bodies.rest_body(3))
         assert status == 200
-        serving.check_predictions(payload, 3)
-        status, _ = serving.http("POST", f"http://127.0.0.1:{port}{serving.PREDICT_PATH}", b'{"x": 1}')
+        checks.check_predictions(payload, 3)
+        status, _ = checks.http("POST", f"http://127.0.0.1:{port}{bodies.PREDICT_PATH}", b'{"x": 1}')
         assert status == 422  # the body is really parsed and validated
         if shutil.which("wrk") is None:
             pytest.skip("wrk is not installed (apt-get install -y wrk): load part not checked")
         body = tmp_path / "body.json"
-        body.write_bytes(serving.rest_body(1))
-        figures = serving.run_wrk(f"http://127.0.0.1:{port}{serving.PREDICT_PATH}", body, 2, 1)
+        body.write_bytes(bodies.rest_body(1))
+        figures = loadgen.run_wrk(f"http://127.0.0.1:{port}{bodies.PREDICT_PATH}", body, 2, 1)
         assert figures["ok"] > 0 and figures["errors"] == 0
         assert 0 < figures["p50_ms"] <= figures["p99_ms"]
     finally:
-        serving.stop(proc)
+        procs.stop(proc)
 
 
-def test_grpc_generator_against_canned_servicer(tmp_path: Path) -> None:
-    request, response = tmp_path / "req.pb", tmp_path / "resp.pb"
-    request.write_bytes(serving.grpc_request(1))
-    response.write_bytes(serving.grpc_canned_response(1))
-    port = serving.free_port()
-    logfile = tmp_path / "canned.log"
-    proc = serving.start([sys.executable, str(ROOT / "benchmarks" / "grpc_load.py"), "canned",
-                          "--port", str(port), "--response", str(response)], logfile)
-    try:
-        serving.wait_until(proc, logfile, lambda: bool(socket.create_connection(("127.0.0.1", port), 1)),
-                           timeout=30)
-        figures = serving.run_grpc_load(port, request, 4, 1)
-        assert figures["ok"] > 0 and figures["errors"] == 0 and figures["p50_ms"] > 0
-    finally:
-        serving.stop(proc)
-    assert port_is_free(port)
+def test_h2load_drives_grpc_predict_on_the_embedded_server(model_dir: Path, tmp_path: Path,
+                                                             start_server) -> None:
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load is not installed (apt-get install -y nghttp2-client)")
+    server = start_server("--model_name=digits_model", f"--model_base_path={model_dir.parent}")
+    checks.check_grpc(server.grpc_port, 2)  # the official stubs get a real answer first
+    body = tmp_path / "grpc_1.bin"
+    body.write_bytes(bodies.grpc_frame(bodies.grpc_request(1)))
+    figures = loadgen.run_h2load(server.grpc_port, body, 2, 1)
+    assert figures["tool"] == "h2load" and figures["ok"] > 0 and figures["errors"] == 0
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+def test_h2load_summary_is_parsed() -> None:
+    stdout = ("finished in 2.00s, 1500.50 req/s, 1.2MB/s\n"
+              "requests: 3001 total, 3002 started, 3001 done, 3000 succeeded, 1 failed, 0 errored, "
+              "0 timeout\nstatus codes: 3000 2xx, 0 3xx, 0 4xx, 1 5xx\n")
+    log = [f"{i}\t200\t{1000 + i}" for i in range(100)] + ["7\t500\t5"]
+    figures = loadgen.parse_h2load(stdout, log)
+    assert (figures["requests"], figures["ok"], figures["errors"]) == (3001, 3000, 1)
+    assert figures["rps"] == 1500.0 and figures["seconds"] == 2.0
+    assert (figures["p50_ms"], figures["p99_ms"]) == (1.049, 1.098)  # 200s only
 
 
 def test_targets_are_computed_from_the_figures() -> None:
@@ -141,7 +159,7 @@ def test_targets_are_computed_from_the_figures() -> None:
                                               "rest_64img_c8": scen(4, 400, 64)}},
         "canned-fastapi": {"scenarios": {"rest_1img_c32": scen(2500, 1)}},
     }}
-    verdicts = {v["target"].split(": ", 1)[1]: v["verdict"] for v in serving.targets_verdicts(results)}
+    verdicts = {v["target"].split(": ", 1)[1]: v["verdict"] for v in report.targets_verdicts(results)}
     assert verdicts == {
         "req/s at 32 conns >= 10x handwritten": "FAIL",      # 2000 < 10 * 210 (threads style)
         "req/s at 32 conns > canned FastAPI": "FAIL",        # 2000 < 2500
@@ -152,25 +170,25 @@ def test_targets_are_computed_from_the_figures() -> None:
 
 
 def test_mlflow_serves_the_same_model(model_dir: Path, tmp_path: Path) -> None:
-    if serving.mlflow_available():
-        pytest.skip(f"mlflow not installed for the benchmark: {serving.mlflow_available()}")
-    serving.prepare_mlflow(model_dir, tmp_path)
-    port = serving.free_port()
-    bindir = serving.MLFLOW_VENV / "bin"
+    if targets.mlflow_available():
+        pytest.skip(f"mlflow not installed for the benchmark: {targets.mlflow_available()}")
+    targets.prepare_mlflow(model_dir, tmp_path)
+    port = procs.free_port()
+    bindir = targets.MLFLOW_VENV / "bin"
     logfile = tmp_path / "mlflow.log"
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}",
                TF_CPP_MIN_LOG_LEVEL="2")
-    proc = serving.start([str(bindir / "mlflow"), "models", "serve", "-m", str(tmp_path / "mlflow_model"),
-                          "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", "1"],
-                         logfile, env=env, cwd=tmp_path)
+    proc = procs.start([str(bindir / "mlflow"), "models", "serve", "-m", str(tmp_path / "mlflow_model"),
+                        "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", "1"],
+                       logfile, env=env, cwd=tmp_path)
     try:
-        serving.wait_until(proc, logfile, lambda: serving.http(
+        checks.wait_until(proc, logfile, lambda: checks.http(
             "GET", f"http://127.0.0.1:{port}/ping", timeout=5)[0] == 200, timeout=90)
-        status, payload = serving.http("POST", f"http://127.0.0.1:{port}/invocations", serving.rest_body(2))
+        status, payload = checks.http("POST", f"http://127.0.0.1:{port}/invocations", bodies.rest_body(2))
         assert status == 200, payload[:300]
-        serving.check_predictions(payload, 2)
+        checks.check_predictions(payload, 2)
     finally:
-        serving.stop(proc)
+        procs.stop(proc)
     assert port_is_free(port)
 
 
@@ -180,27 +198,32 @@ def test_rounds_are_summarised_as_medians_with_their_spread() -> None:
                 "images_per_s": rps, "p50_ms": p50, "p90_ms": p50, "p99_ms": p99, "loadgen_cpu": 0.1,
                 "server_cpu": 1.0, "core_others": 0.0, "core_steal": 0.0}
 
-    s = serving.summarize([round_(900, 1.0, 9), round_(1200, 0.7, 3), {"failed": "wrk gave no figures"},
+    s = rounds.summarize([round_(900, 1.0, 9), round_(1200, 0.7, 3), {"failed": "wrk gave no figures"},
                            round_(1000, 0.8, 4)])
     assert (s["rps"], s["rps_min"], s["rps_max"]) == (1000, 900, 1200)
     assert (s["p50_ms"], s["p99_ms"]) == (0.8, 4)
     assert s["requests"] == 3100 and s["rounds"] == 3
     assert s["failed_rounds"] == ["wrk gave no figures"]
-    assert serving.summarize([{"failed": "boom"}]) == {"failed": "boom"}
+    assert rounds.summarize([{"failed": "boom"}]) == {"failed": "boom"}
 
 
 def test_a_short_run_end_to_end(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The harness itself, shortened: the embedded server and the canned app started side by
-    side, two alternating rounds per scenario, a table with targets, and the results JSON."""
-    if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (apt-get install -y wrk): the run needs it")
+    """The harness itself, shortened and called in-process: the embedded server and the canned
+    app started side by side, two alternating rounds per scenario, a table with targets and gRPC
+    beside REST, the results JSON; and the test process's signal handlers left as they were."""
+    for tool, package in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt-get install -y {package}): the run needs it")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # the harness reuses a model it finds in its work folder: the tiny one, not a training run
     shutil.copytree(model_dir.parent, tmp_path / "work" / "model" / "tiny" / "digits_model")
     out = tmp_path / "results"
     assert serving.main(["--only", "embedded,canned-fastapi", "--seconds", "2", "--rounds", "2",
-                         "--memory-seconds", "1", "--warmup", "0.5", "--no-ceiling",
+                         "--memory-seconds", "1", "--warmup", "0.5",
                          "--workdir", str(tmp_path / "work"), "--results", str(out)]) == 0
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
     table = capsys.readouterr().out
+    assert "gRPC (h2load) and REST (wrk) side by side" in table
     assert "rounds alternating between servers (1 image: 2 x 1s; 64 images: 1 x 2s)" in table
     assert "Targets" in table
     (saved,) = out.glob("*.json")
@@ -212,4 +235,29 @@ def test_a_short_run_end_to_end(model_dir: Path, tmp_path: Path, capsys: pytest.
         assert server["scenarios"]["rest_1img_c32"]["errors"] == 0
     assert "grpc_1img_c32" in results["servers"]["embedded"]["scenarios"]
     assert "grpc_1img_c32" not in results["servers"]["canned-fastapi"]["scenarios"]
+    assert results["servers"]["embedded"]["scenarios"]["grpc_1img_c32"]["errors"] == 0
+    side = {(r["server"], r["scenario"]) for r in results["grpc_vs_rest"]}
+    assert ("embedded", "1img_c32") in side and not any(s == "canned-fastapi" for s, _ in side)
     assert results["servers"]["embedded"]["memory"]["run_seconds"] == 1
+
+
+def test_run_sh_help_installs_nothing(tmp_path: Path) -> None:
+    """`benchmarks/run.sh --help` prints help and installs nothing. PATH holds only what the
+    script needs to get that far, plus a stand-in `apt-get` that records being called: wrk,
+    h2load and taskset are missing, so an install would be attempted if --help did not stop it."""
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("bash", "dirname", "id", "env"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+    calls = tmp_path / "apt-get.calls"
+    (bindir / "apt-get").write_text(f"#!/bin/bash\necho \"$@\" >> {calls}\nexit 1\n")
+    (bindir / "apt-get").chmod(0o755)
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "run.sh"), "--help"],
+                          env={"PATH": str(bindir), "PYTHON": sys.executable,
+                               "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--long" in done.stdout and "--rounds" in done.stdout
+    assert not calls.exists() and "installing" not in done.stderr

@@ -49,38 +49,48 @@ def bench(
 
     if plot_file is not None:
         plot = True
-    levels = core.parse_levels(concurrency)
-    if duration is not None and requests is not None:
-        raise UsageError("give --duration or --requests, not both")
     if duration is None and requests is None:
         duration = 5.0
+    if self_test:
+        warmup = min(warmup, 0.5)
+    # Every bound checked before any work (the data set, the server, the canned server).
+    load = core.LoadPlan(tuple(core.parse_levels(concurrency)), duration, requests, warmup, batch_size)
     if price_per_hour is not None and price_per_hour < 0:
         raise UsageError("--price-per-hour cannot be negative")
 
+    def measured(level: core.BenchLevel) -> None:
+        output.err.print(f"Measured concurrency {level.concurrency}: {_rate(level.requests_per_s)} "
+                         f"req/s, p50 {level.p50_ms or 0:.2f} ms, {level.errors} errors",
+                         markup=False, highlight=False, soft_wrap=True)
+
     with _progress() as progress:
         if self_test:
-            report = core.self_test(concurrency=levels, duration=duration or 2.0,
-                                    batch_size=batch_size, warmup=min(warmup, 0.5),
-                                    price_per_hour=price_per_hour, progress=progress)
+            report = core.self_test(concurrency=load.levels, duration=load.duration or 2.0,
+                                    batch_size=batch_size, warmup=load.warmup,
+                                    price_per_hour=price_per_hour, progress=progress,
+                                    on_level=measured)
         else:
             from mlserve import inputs
 
-            if not 1 <= batch_size <= core.MAX_BATCH:
-                raise UsageError(f"--batch-size must be between 1 and {core.MAX_BATCH}, got {batch_size}")
             images = _images(inputs, batch_size, data)
             target = ModelTarget(settings.get("model_name", model), version=version, label=label,
                                  signature=signature)
             report = core.run_bench(
                 images, target, transport="grpc" if grpc else "rest", url=settings.get("url", url),
-                grpc_server=settings.get("grpc_server", grpc_server), concurrency=levels,
-                duration=duration, requests=requests, warmup=warmup,
+                grpc_server=settings.get("grpc_server", grpc_server), concurrency=load.levels,
+                duration=load.duration, requests=load.requests, warmup=load.warmup,
                 timeout=settings.get("timeout", timeout), columnar=columnar,
-                price_per_hour=price_per_hour, progress=progress)
+                price_per_hour=price_per_hour, progress=progress, on_level=measured)
 
     if json_:
         output.print_json(report.as_dict() | {"self_test": self_test})
     else:
         _print_report(report, self_test)
+    if report.interrupted:
+        # Ctrl-C: the levels measured so far are above; no plot of a cut-short run.
+        output.err.print(f"Interrupted: {len(report.levels)} of {len(load.levels)} levels measured.",
+                         markup=False, highlight=False)
+        raise typer.Exit(130)
 
     if plot:
         from mlserve.plots import plot_bench

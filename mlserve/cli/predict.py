@@ -35,6 +35,12 @@ def predict(
     plot: bool = typer.Option(False, "--plot", help="Save the course figure (images titled with the answers) as PNG."),
     plot_file: Optional[Path] = typer.Option(
         None, "--plot-file", help="Where --plot writes (default: <home>/plots/predictions-<time>.png)."),
+    score: Optional[Path] = typer.Option(
+        None, "--score", metavar="PATH", help="Batch scoring: every digit of a .npy or a folder of images."),
+    score_output: Optional[Path] = typer.Option(
+        None, "--output", metavar="FILE", help="Where --score writes (.jsonl or .csv; resumes if interrupted)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per request with --score."),
+    concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight with --score."),
 ) -> None:
     """Send digits to a model server (REST or gRPC) and show each prediction with its confidence.
 
@@ -55,6 +61,16 @@ def predict(
                          signature=signature)
     if grpc and columnar:
         raise UsageError("--columnar is a REST format; gRPC always sends tensors")
+    if score_output is not None and score is None:
+        raise UsageError("--output goes with --score", hint="e.g. --score digits.npy --output scores.jsonl")
+    if score is not None:
+        from mlserve.cli import score as scoring_cli
+
+        scoring_cli.run(score, score_output, lambda: connect(
+            target, transport="grpc" if grpc else "rest", url=settings.get("url", url),
+            grpc_server=settings.get("grpc_server", grpc_server), timeout=settings.get("timeout", timeout),
+            columnar=columnar), target, batch_size=batch_size, concurrency=concurrency, json_=json_)
+        return
 
     if image:
         batch = inputs.from_image_files(image)

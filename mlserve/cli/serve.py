@@ -1,6 +1,7 @@
 """`mlserve serve`, `status`, `stop`, `logs`: run TF Serving (binary, Docker or embedded) and manage it."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,8 @@ def serve(
     ready_timeout: Optional[float] = typer.Option(
         None, "--ready-timeout", help="Seconds to wait for every model to be AVAILABLE."),
     gpu: bool = typer.Option(False, "--gpu", help="Serve on the NVIDIA GPU (fails when none is visible)."),
+    tflite: bool = typer.Option(
+        False, "--tflite", help="Serve each version's model.tflite where it exists (--prefer_tflite_model)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; the server keeps running."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact command line and start nothing."),
 ) -> None:
@@ -63,7 +66,7 @@ def serve(
         host=settings.get("host", host), poll_seconds=poll_seconds, batching=batching,
         batching_parameters_file=batching_parameters_file, monitoring=monitoring, name=name,
         ready_timeout=settings.get("ready_timeout", ready_timeout), gpu=gpu,
-        extra_flags=list(tfs_args or []), dry_run=dry_run, workspace=workspace)
+        extra_flags=list(tfs_args or []), dry_run=dry_run, workspace=workspace, tflite=tflite)
     _say(f"Runtime: {plan.runtime.name} ({plan.reason})")
     if dry_run:
         sys.stdout.write(plan.command_line + "\n")
@@ -84,6 +87,8 @@ def serve(
         return
     result = lifecycle.start(plan, detach=False, notify=_say, log_sink=_log_line)
     _say(f"Stopped {result.record.name} ({result.how}).")
+    if result.signal == signal.SIGINT:  # Ctrl-C: 130, as for every command (docs/exit-codes.md)
+        raise typer.Exit(130)
 
 
 def _versions(models: dict) -> str:
@@ -129,33 +134,41 @@ def stop(
     all_: bool = typer.Option(False, "--all", help="Stop every recorded server."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds between SIGTERM and SIGKILL."),
 ) -> None:
-    """Stop a server: SIGTERM (docker stop), a bounded wait, then SIGKILL; its record is removed."""
+    """Stop a server: SIGTERM (docker stop), a bounded wait, then SIGKILL; its record is removed.
+
+    Without NAME it stops the only running server. With nothing running, `stop` and `stop --all`
+    both say so and succeed (exit 0); a NAME that is not recorded is an error (exit 4).
+    """
     from mlserve.runtimes import lifecycle
 
     workspace = Workspace.current()
     if all_:
         results = lifecycle.stop_all(workspace, timeout)
-        if not results:
-            _say("No server is recorded.")
     else:
-        results = [lifecycle.stop(name or lifecycle.default_name(workspace), workspace, timeout)]
+        server = name or lifecycle.only_server(workspace)
+        results = [lifecycle.stop(server, workspace, timeout)] if server else []
+    if not results:
+        _say("No server is running; nothing to stop (`mlserve status` lists servers).")
     for r in results:
         sys.stdout.write(f"{r.name}: {r.how}" + ("" if r.port_free else " (its ports are still busy)")
                          + "\n")
 
 
 def logs(
-    name: Optional[str] = typer.Argument(None, help="Server name (default: the only one running)."),
+    name: Optional[str] = typer.Argument(None, help="Server name (default: the latest one started)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C ends)."),
     lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines to print."),
 ) -> None:
-    """Print a server's log (the workspace log file; `docker logs` when that file is gone)."""
+    """Print a server's log (the workspace log file; `docker logs` when that file is gone).
+
+    Without NAME: the latest server started (or, with none recorded, the last log written).
+    """
     import subprocess
 
     from mlserve.runtimes import lifecycle, process
 
     workspace = Workspace.current()
-    server = name or lifecycle.default_name(workspace)
+    server = name or lifecycle.latest_server(workspace)
     path, command = lifecycle.find_log(server, workspace)
     if path is None:
         assert command is not None
@@ -176,6 +189,7 @@ def logs(
             time.sleep(0.2)
     except KeyboardInterrupt:
         follower.poll(final=True)
+        raise typer.Exit(130) from None
 
 
 def register(app: typer.Typer) -> None:

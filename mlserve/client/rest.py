@@ -142,7 +142,7 @@ class RestClient:
             return None
 
     def _raise_for(self, status: int, body: bytes, *, listing: bool = True) -> None:
-        message = _error_message(body) or f"HTTP {status}"
+        message = error_message(body) or f"HTTP {status}"
         if status == 404:  # TF Serving maps NOT_FOUND (unknown model, version or label) to 404
             versions = models = None
             if listing:
@@ -158,7 +158,8 @@ class RestClient:
                                   hint="the message above is the server's own")
 
 
-def _error_message(body: bytes) -> str:
+def error_message(body: bytes) -> str:
+    """The server's error text in a TF Serving JSON answer (or the body itself, cut short)."""
     try:
         answer = decode_json(body)
         if isinstance(answer, dict) and "error" in answer:

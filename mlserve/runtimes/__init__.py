@@ -3,8 +3,13 @@ embedded server, all behind one lifecycle (`mlserve.runtimes.lifecycle`).
 
     plan = make_plan(runtime="auto", model_name="digits_model", model_base_path=path)
     plan.command_line                      # the exact command, one shell-quoted line
-    start(plan, detach=True, notify=print) # returns once every model is AVAILABLE
+    start(plan, detach=True, notify=print) # returns once every model is AVAILABLE on *our* server
     status(); stop("digits_model")
+
+Modules: base (options, TF Serving flags, the Runtime hooks), binary/docker/embedded (one per
+runtime), planning (checks and the exact command), lifecycle (launch, await ready, supervise),
+stopping (ask, wait, force), control (status, stop, logs of recorded servers), process (spawn,
+readiness, port ownership, signals), records (servers/*.json).
 
 Nothing here imports TensorFlow.
 """

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import abc
 import shlex
+import signal
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from mlserve.runtimes import process
+
+if TYPE_CHECKING:
+    from mlserve.runtimes.records import ServerRecord
+    from mlserve.workspace import Workspace
 
 Notify = Callable[[str], None]
 
@@ -32,6 +40,7 @@ class ServeOptions:
     batching_parameters_file: Path | None = None
     monitoring_config_file: Path | None = None  # written by the lifecycle when --monitoring is given
     gpu: bool = False
+    tflite: bool = False  # serve <version>/model.tflite where it exists (--prefer_tflite_model)
     ready_timeout: float = 120.0
     extra_flags: list[str] = field(default_factory=list)  # passed to TF Serving as they are
     # The models to wait for: [model_name], or the names listed in the config file.
@@ -70,6 +79,8 @@ def tfs_flags(options: ServeOptions, path: Callable[[Path], str] = str,
         flags.append(f"--batching_parameters_file={path(options.batching_parameters_file)}")
     if options.monitoring_config_file is not None:
         flags.append(f"--monitoring_config_file={path(options.monitoring_config_file)}")
+    if options.tflite:
+        flags.append("--prefer_tflite_model")
     flags += options.extra_flags
     return flags
 
@@ -88,12 +99,16 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)  # added to mlserve's own environment
     container: str | None = None  # Docker container name
     notes: list[str] = field(default_factory=list)  # lines worth telling the user before start
-    bind_host: str = "127.0.0.1"  # where the server really binds (for the port-in-use check)
     files: dict[Path, str] = field(default_factory=dict)  # written before the start (not on --dry-run)
 
 
 class Runtime(abc.ABC):
-    """How TF Serving is started by one runtime. Subclasses build commands; they never wait or print."""
+    """How TF Serving is started by one runtime. Subclasses build commands and know their own
+    stop, liveness and port-ownership rules; they never wait for readiness or print.
+
+    The lifecycle (`mlserve.runtimes.lifecycle`) calls these hooks and has no runtime-specific
+    branch of its own.
+    """
 
     name: str = ""
 
@@ -102,20 +117,54 @@ class Runtime(abc.ABC):
         """Whether this runtime can start a server here, and why (or why not)."""
 
     @abc.abstractmethod
-    def launch(self, options: ServeOptions) -> Launch:
-        """The exact command line (and environment) that starts the server for these options."""
+    def launch(self, options: ServeOptions, workspace: Workspace) -> Launch:
+        """The exact command line (and environment) that starts the server for these options.
+
+        Files the command needs (written before the start) go under `workspace`.
+        """
+
+    def bind_host(self, host: str) -> str:
+        """Where the server really binds for `--host` (checked free before the start)."""
+        return host
 
     def prepare(self, options: ServeOptions, notify: Notify) -> None:
         """Work to do once before starting for real (the Docker runtime pulls its image)."""
 
-    def is_running(self, record: dict[str, Any]) -> bool | None:
+    def guard(self, record: ServerRecord) -> subprocess.Popen | None:
+        """A helper that cleans up if mlserve dies while running this server in the foreground.
+
+        The child itself dies with mlserve (PR_SET_PDEATHSIG); the Docker runtime adds a watchdog
+        for the container, which a killed `docker run` client cannot stop.
+        """
+        return None
+
+    def is_running(self, record: ServerRecord) -> bool | None:
         """Runtime-specific liveness (Docker asks the engine); None: use the pid check only."""
         return None
 
-    def stop_extra(self, record: dict[str, Any], timeout: float) -> None:
-        """Runtime-specific stop before the process is signalled (Docker stops the container)."""
+    def owns_ports(self, record: ServerRecord) -> bool:
+        """Whether the sockets listening on the record's ports belong to this very server.
 
-    def logs_command(self, record: dict[str, Any], follow: bool, lines: int) -> list[str] | None:
+        Readiness alone does not prove it: a server started a moment earlier on the same ports
+        answers the readiness poll too. Default: a process of the child's session holds both
+        listening sockets (the child leads its own session, see `process.spawn`).
+        """
+        return all(process.port_owned_by_session(port, record.pid) is True
+                   for port in (record.rest_port, record.grpc_port))
+
+    def request_stop(self, record: ServerRecord, grace: float) -> subprocess.Popen | None:
+        """Ask the server to stop cleanly; a helper process to reap afterwards, if any.
+
+        Default: SIGTERM to the child's process group.
+        """
+        process.signal_group(record.pid, signal.SIGTERM)
+        return None
+
+    def force_stop(self, record: ServerRecord) -> None:
+        """The server did not stop in time: SIGKILL it (Docker also removes the container)."""
+        process.signal_group(record.pid, signal.SIGKILL)
+
+    def logs_command(self, record: ServerRecord, follow: bool, lines: int) -> list[str] | None:
         """A command that prints this server's logs when its log file is gone; None: none."""
         return None
 

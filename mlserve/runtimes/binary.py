@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mlserve import settings
 from mlserve.runtimes.base import Launch, Runtime, ServeOptions, tfs_flags
+from mlserve.workspace import Workspace
 
 
 def find_binary() -> str | None:
@@ -38,7 +39,10 @@ class BinaryRuntime(Runtime):
             return True, f"{path} is installed"
         return False, f"{settings.get('tfs_binary')} is not on PATH (see `mlserve server install`)"
 
-    def launch(self, options: ServeOptions) -> Launch:
+    def bind_host(self, host: str) -> str:
+        return "0.0.0.0"  # TF Serving has no bind-address flag: it listens on every interface
+
+    def launch(self, options: ServeOptions, workspace: Workspace) -> Launch:
         path = find_binary() or str(settings.get("tfs_binary"))
         notes = []
         if options.host not in ("0.0.0.0", "::"):
@@ -48,7 +52,7 @@ class BinaryRuntime(Runtime):
         if options.gpu:
             notes.append("the apt tensorflow_model_server is a CPU build; it uses the GPU only if "
                          "it was built with CUDA (else use --runtime docker --gpu)")
-        return Launch(argv=[path, *tfs_flags(options)], notes=notes, bind_host="0.0.0.0")
+        return Launch(argv=[path, *tfs_flags(options)], notes=notes)
 
     def describe(self) -> dict[str, object]:
         path = find_binary()

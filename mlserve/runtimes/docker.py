@@ -8,14 +8,19 @@ runtimes applies. Stop is `docker stop` (bounded) then `docker rm -f`. The image
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 from mlserve import settings
 from mlserve.errors import UnavailableError
+from mlserve.runtimes import process
 from mlserve.runtimes.base import Launch, Notify, Runtime, ServeOptions, tfs_flags
+from mlserve.runtimes.modelconfig import with_base_paths
+from mlserve.runtimes.records import ServerRecord
+from mlserve.workspace import Workspace
 
 GRPC_IN_CONTAINER = 8500
 REST_IN_CONTAINER = 8501
@@ -64,7 +69,7 @@ class DockerRuntime(Runtime):
     def available(self) -> tuple[bool, str]:
         return engine_check()
 
-    def launch(self, options: ServeOptions) -> Launch:
+    def launch(self, options: ServeOptions, workspace: Workspace) -> Launch:
         container = container_name(options.name)
         argv = ["docker", "run", "--rm", "--name", container]
         if options.gpu:
@@ -76,14 +81,10 @@ class DockerRuntime(Runtime):
         if options.model_config_file is not None:
             # The config file names host paths: mount each model and hand the server a copy of
             # the file that names the container paths instead.
-            from mlserve.runtimes.modelconfig import with_base_paths
-
             inside = {m: f"/models/{m}" for m in options.config_models}
             for model, base in options.config_models.items():
                 argv += _mount(base, inside[model])
-            from mlserve.workspace import Workspace
-
-            rewritten = Workspace.current().servers_dir / f"{options.name}.models.docker.config"
+            rewritten = workspace.servers_dir / f"{options.name}.models.docker.config"
             files[rewritten] = with_base_paths(options.model_config_file, inside)
             mapped[options.model_config_file] = f"{CONFIG_DIR}/models.config"
             argv += _mount(rewritten, mapped[options.model_config_file])
@@ -98,7 +99,7 @@ class DockerRuntime(Runtime):
                 argv += _mount(extra, mapped[extra])
         argv.append(image_ref(options.gpu))
         argv += tfs_flags(options, path=lambda p: mapped.get(p, str(p)), entrypoint_flags=False)
-        return Launch(argv=argv, container=container, bind_host=options.host, files=files)
+        return Launch(argv=argv, container=container, files=files)
 
     def prepare(self, options: ServeOptions, notify: Notify) -> None:
         """Pull the image when `docker image inspect` does not know it; progress goes to `notify`."""
@@ -120,34 +121,59 @@ class DockerRuntime(Runtime):
                                    hint="check the tag (MLSERVE_DOCKER_TAG) and the network, "
                                         f"or pull it yourself: docker pull {image}")
 
-    def is_running(self, record: dict[str, Any]) -> bool | None:
-        container = record.get("container")
-        if not container:
+    def guard(self, record: ServerRecord) -> subprocess.Popen | None:
+        if not record.container:
+            return None
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlserve.runtimes.watchdog", str(os.getpid()), record.container],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def is_running(self, record: ServerRecord) -> bool | None:
+        if not record.container:
             return None
         try:
-            done = subprocess.run(["docker", "inspect", "--format", "{{.State.Running}}", container],
-                                  capture_output=True, text=True, timeout=15)
+            done = subprocess.run(["docker", "inspect", "--format", "{{.State.Running}}",
+                                   record.container], capture_output=True, text=True, timeout=15)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.returncode == 0 and done.stdout.strip() == "true"
 
-    def stop_extra(self, record: dict[str, Any], timeout: float) -> None:
-        container = record.get("container")
-        if not container:
-            return
-        for argv, limit in ((["docker", "stop", "-t", str(max(1, int(timeout))), container],
-                             timeout + 15),
-                            (["docker", "rm", "-f", container], 30)):
+    def owns_ports(self, record: ServerRecord) -> bool:
+        """A port proxy this user can see (rootless Docker, the stand-in) answers the question
+        as for any process; Docker's root-owned proxy cannot be seen, and then the engine's word
+        that our container runs is the proof: Docker publishes a port for one container only."""
+        owners = [process.port_owned_by_session(port, record.pid)
+                  for port in (record.rest_port, record.grpc_port)]
+        if all(owner is True for owner in owners):
+            return True
+        if any(owner is False for owner in owners):
+            return False
+        return bool(self.is_running(record))
+
+    def request_stop(self, record: ServerRecord, grace: float) -> subprocess.Popen | None:
+        """`docker stop` only: signalling the attached client too would signal the server twice
+        (the client proxies signals to the container)."""
+        if not record.container:
+            return super().request_stop(record, grace)
+        return subprocess.Popen(["docker", "stop", "-t", str(max(1, int(grace))), record.container],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def force_stop(self, record: ServerRecord) -> None:
+        super().force_stop(record)
+        if record.container:
             try:
-                subprocess.run(argv, capture_output=True, timeout=limit)
+                subprocess.run(["docker", "rm", "-f", record.container], capture_output=True,
+                               timeout=30, check=False)
             except (OSError, subprocess.TimeoutExpired):
                 pass
 
-    def logs_command(self, record: dict[str, Any], follow: bool, lines: int) -> list[str] | None:
-        container = record.get("container")
-        if not container:
+    def logs_command(self, record: ServerRecord, follow: bool, lines: int) -> list[str] | None:
+        if not record.container:
             return None
-        return ["docker", "logs", "--tail", str(lines), *(["--follow"] if follow else []), container]
+        return ["docker", "logs", "--tail", str(lines), *(["--follow"] if follow else []),
+                record.container]
 
     def describe(self) -> dict[str, object]:
         ok, why = engine_check()

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import sys
 
 from mlserve.runtimes.base import Launch, Runtime, ServeOptions, tfs_flags
+from mlserve.workspace import Workspace
 
 
 def tensorflow_version() -> str | None:
@@ -19,14 +19,12 @@ class EmbeddedRuntime(Runtime):
     name = "embedded"
 
     def available(self) -> tuple[bool, str]:
-        if importlib.util.find_spec("mlserve.server.main") is None:
-            return False, "mlserve.server.main is missing from this installation"
         tf = tensorflow_version()
         if tf is None:
             return False, "TensorFlow is not installed (pip install tensorflow)"
         return True, f"mlserve's embedded server on TensorFlow {tf}"
 
-    def launch(self, options: ServeOptions) -> Launch:
+    def launch(self, options: ServeOptions, workspace: Workspace) -> Launch:
         argv = [sys.executable, "-m", "mlserve.server", *tfs_flags(options), f"--host={options.host}"]
         env: dict[str, str] = {}
         notes: list[str] = []
@@ -36,7 +34,7 @@ class EmbeddedRuntime(Runtime):
         else:
             notes.append("the embedded server runs TensorFlow with the GPU visible: TensorFlow "
                          "places the model on GPU:0 (the server log names the device)")
-        return Launch(argv=argv, env=env, notes=notes, bind_host=options.host)
+        return Launch(argv=argv, env=env, notes=notes)
 
     def describe(self) -> dict[str, object]:
         ok, why = self.available()

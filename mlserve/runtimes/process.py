@@ -38,8 +38,9 @@ def _die_with_parent() -> None:
 
 
 def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None,
-          die_with_parent: bool = True) -> subprocess.Popen[bytes]:
-    """Start `argv` in its own session with stdout+stderr appended to `log_path`."""
+          die_with_parent: bool = True, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session with stdout+stderr appended to `log_path`; `env` is added
+    to this process's environment."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -47,7 +48,7 @@ def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None,
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
-            start_new_session=True,
+            cwd=cwd, start_new_session=True,
             preexec_fn=_die_with_parent if die_with_parent and sys.platform.startswith("linux") else None,
         )
 
@@ -102,6 +103,13 @@ def same_process(pid: int, cmdline: list[str] | None, start_ticks: int | None) -
 
 # --- ports --------------------------------------------------------------------------------------
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral port nothing listens on now (bind port 0, read it back, release it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def check_port_free(host: str, port: int, what: str) -> None:
     """Refuse a port that something already listens on (bind test, as the server would bind)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -125,6 +133,72 @@ def port_is_free(host: str, port: int) -> bool:
     except ConflictError:
         return False
     return True
+
+
+# --- who listens on a port: proof that a ready server is the one we started -------------------
+
+def listening_inodes(port: int) -> set[int]:
+    """Inodes of the TCP sockets listening on `port` (any address), from /proc/net/tcp{,6}."""
+    inodes: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXADDR:HEXPORT; state 0A is LISTEN; field 10 is the inode
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(int(fields[9]))
+    return inodes
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes of session `sid` (a child started with start_new_session leads one)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields and fields[0] != "Z" and int(fields[3]) == sid:  # stat fields 3 and 6
+            pids.append(int(entry.name))
+    return pids
+
+
+def _holds(pid: int, sockets: set[str]) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def port_owned_by_session(port: int, sid: int) -> bool | None:
+    """Whether a process of session `sid` holds the socket listening on `port`.
+
+    True: ours. False: nothing listens, or only processes outside the session that this user can
+    see. None: something listens but its holder is not visible here (another user's process,
+    such as Docker's root-owned port proxy), so the kernel cannot tell us.
+    """
+    inodes = listening_inodes(port)
+    if not inodes:
+        return False
+    sockets = {f"socket:[{inode}]" for inode in inodes}
+    if any(_holds(pid, sockets) for pid in session_pids(sid)):
+        return True
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _holds(int(entry.name), sockets):
+            return False
+    return None
 
 
 # --- readiness ----------------------------------------------------------------------------------
@@ -186,6 +260,8 @@ def wait_ready(is_dead: Callable[[], int | None | bool], host: str, rest_port: i
 
 def signal_group(pid: int, sig: int) -> None:
     """Signal the child's process group (it leads one: start_new_session), else the pid."""
+    if pid <= 0:  # never 0 or -1: those would signal our own group, or every process we may
+        return
     try:
         if os.getpgid(pid) == pid:
             os.killpg(pid, sig)
@@ -198,39 +274,50 @@ def signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def is_gone(pid: int, proc: subprocess.Popen | None = None) -> bool:
+    """Whether the process has exited (and is reaped, when it is our child)."""
+    if pid <= 0:
+        return True
+    if proc is not None:
+        return proc.poll() is not None
+    try:  # our child from an earlier call in this process? reap it
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+    except ChildProcessError:
+        pass
+    return not pid_alive(pid)
+
+
+def wait_gone(pid: int, timeout: float, proc: subprocess.Popen | None = None,
+              tick: Callable[[], None] | None = None,
+              give_up: Callable[[], bool] | None = None) -> bool:
+    """Wait up to `timeout` seconds for the process to exit; False if it is still there.
+
+    `tick` runs each round (log tailing); `give_up()` true ends the wait early (a second Ctrl-C).
+    """
+    deadline = time.monotonic() + timeout
+    while not is_gone(pid, proc):
+        if tick:
+            tick()
+        if time.monotonic() >= deadline or (give_up is not None and give_up()):
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def terminate(pid: int, grace: float, proc: subprocess.Popen | None = None) -> str:
     """SIGTERM, wait up to `grace` seconds, then SIGKILL; reap when it is our child.
 
     Returns "not running", "terminated" or "killed".
     """
-    def gone() -> bool:
-        if proc is not None:
-            return proc.poll() is not None
-        try:  # our child from an earlier call in this process? reap it
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                return True
-        except ChildProcessError:
-            pass
-        return not pid_alive(pid)
-
-    if gone():
+    if is_gone(pid, proc):
         return "not running"
     signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if gone():
-            return "terminated"
-        time.sleep(0.05)
+    if wait_gone(pid, grace, proc):
+        return "terminated"
     signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not gone():
-        time.sleep(0.05)
-    if proc is not None:
-        try:
-            proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
+    wait_gone(pid, 5, proc)
     return "killed"
 
 

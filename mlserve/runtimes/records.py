@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlserve.errors import DataError, NotFoundError, UsageError
+from mlserve.errors import ConflictError, DataError, NotFoundError, UsageError
 from mlserve.workspace import Workspace
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -48,6 +48,7 @@ class ServerRecord:
     proc_cmdline: list[str] | None = None
     proc_start_ticks: int | None = None
     mlserve_pid: int | None = None  # the foreground mlserve that owns it (None when detached)
+    files: list[str] = field(default_factory=list)  # written for this server; removed at its stop
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +65,23 @@ def save(workspace: Workspace, record: ServerRecord) -> Path:
     tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record.as_dict(), indent=2) + "\n")
     os.replace(tmp, path)
+    return path
+
+
+def claim(workspace: Workspace, record: ServerRecord) -> Path:
+    """Write the record only if no record of that name exists (atomic: of two starts racing for
+    one name, exactly one gets it). Later updates of the claimed record go through `save`."""
+    path = _path(workspace, record.name)
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record.as_dict(), indent=2) + "\n")
+    try:
+        os.link(tmp, path)  # fails if the name is taken, unlike os.replace
+    except FileExistsError:
+        raise ConflictError(f"a server named {record.name!r} is already starting or running",
+                            hint=f"`mlserve status` lists it; stop it (`mlserve stop {record.name}`) "
+                                 "or pick another --name") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -96,8 +114,16 @@ def list_all(workspace: Workspace) -> tuple[list[ServerRecord], list[Path]]:
     return records, broken
 
 
-def remove(workspace: Workspace, name: str) -> None:
+def remove(workspace: Workspace, name: str, pid: int | None = None) -> None:
+    """Delete the record, and the files written for its server. With `pid`: only when the
+    record is still that server's (a racing start of the same name may own it now)."""
+    path = _path(workspace, name)
     try:
-        _path(workspace, name).unlink()
-    except FileNotFoundError:
-        pass
+        record = _read(path)
+    except (DataError, FileNotFoundError):
+        record = None
+    if pid is not None and (record is None or record.pid != pid):
+        return
+    for extra in record.files if record else []:
+        Path(extra).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)

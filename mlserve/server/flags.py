@@ -4,7 +4,7 @@ The same command line starts either server, so the names and defaults follow TF 
 `main.cc`/`server.h` (note: `--rest_api_port` defaults to 0, which means REST is off).
 Accepted syntaxes: `--flag=value`, `--flag value`, and for booleans `--flag`, `--flag=true|false`.
 A single leading dash works as well. Flags marked "mlserve extension" do not exist in TF Serving.
-Flags that TF Serving has but that mean nothing here (TPU, TFLite, SSL...) are accepted and ignored,
+Flags that TF Serving has but that mean nothing here (TPU, SSL...) are accepted and ignored,
 so a command line written for TF Serving still starts.
 """
 from __future__ import annotations
@@ -74,6 +74,7 @@ class ServerOptions:
     tensorflow_session_config_file: str = ""
     ssl_config_file: str = ""
     use_alts_credentials: bool = False
+    # TFLite (mlserve.server.tflite_servable): serve <version>/model.tflite where it exists
     prefer_tflite_model: bool = False
     num_tflite_pools: int = _CPUS
     num_tflite_interpreters_per_pool: int = 1
@@ -149,9 +150,9 @@ HELP: dict[str, str] = {
     "tensorflow_session_config_file": "Accepted, not supported.",
     "ssl_config_file": "Accepted, not supported: TLS.",
     "use_alts_credentials": "Accepted, not supported: ALTS.",
-    "prefer_tflite_model": "Accepted, not supported: TFLite.",
-    "num_tflite_pools": "Accepted, not supported: TFLite.",
-    "num_tflite_interpreters_per_pool": "Accepted, not supported: TFLite.",
+    "prefer_tflite_model": "Serve <version>/model.tflite (LiteRT) where it exists, else the SavedModel.",
+    "num_tflite_pools": "TFLite interpreter pools per model version (default: number of CPUs).",
+    "num_tflite_interpreters_per_pool": "TFLite interpreters per pool; one per concurrent call.",
     "enable_profiler": "Accepted; no effect here.",
     "thread_pool_factory_config_file": "Accepted, not supported.",
     "mixed_precision": "Accepted, not supported.",

@@ -22,6 +22,7 @@ from mlserve.server.dataplane import DataPlane
 from mlserve.server.flags import ServerOptions, parse_flags, usage
 from mlserve.server.loopthread import LoopThread
 from mlserve.server.manager import ModelManager
+from mlserve.server.tflite_servable import TFLiteOptions
 from mlserve.server.requestlog import RequestLog
 
 if TYPE_CHECKING:
@@ -109,7 +110,9 @@ class ModelServer:
             tags=[t.strip() for t in options.saved_model_tags.split(",") if t.strip()] or ["serve"],
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
             config_file=options.model_config_file or None,
-            config_poll_seconds=options.model_config_file_poll_wait_seconds)
+            config_poll_seconds=options.model_config_file_poll_wait_seconds,
+            tflite=TFLiteOptions(options.prefer_tflite_model, options.num_tflite_pools,
+                                 options.num_tflite_interpreters_per_pool))
         self.manager.start()
         self.dataplane = DataPlane(self.manager, self.batcher)
         self.grpc = GrpcServer(self.dataplane, options, self.request_log)

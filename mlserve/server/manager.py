@@ -21,6 +21,7 @@ from mlserve.server import config as config_mod
 from mlserve.server.config import ModelConfig
 from mlserve.server.errors import ServingError
 from mlserve.server.servable import Servable
+from mlserve.server.tflite_servable import TFLiteOptions, fingerprint, load_servable
 
 log = logging.getLogger("mlserve.server")
 
@@ -81,11 +82,7 @@ def scan_versions(base_path: str | Path) -> dict[int, Path]:
 
 
 def _fingerprint(path: Path) -> tuple:
-    try:
-        st = (path / "saved_model.pb").stat()
-        return (st.st_mtime_ns, st.st_size)
-    except OSError:
-        return ()
+    return fingerprint(path)  # saved_model.pb and model.tflite
 
 
 def _as_models(config: Any) -> list[ModelConfig]:
@@ -100,8 +97,10 @@ class ModelManager:
     def __init__(self, config: Any, *, poll_seconds: float = 1.0, enable_warmup: bool = True,
                  warmup_iterations: int = 0, tags: Sequence[str] = ("serve",),
                  allow_version_labels_for_unavailable_models: bool = False,
-                 config_file: str | None = None, config_poll_seconds: float = 0) -> None:
+                 config_file: str | None = None, config_poll_seconds: float = 0,
+                 tflite: TFLiteOptions | None = None) -> None:
         self.poll_seconds = poll_seconds
+        self.tflite = tflite
         self.enable_warmup = enable_warmup
         self.warmup_iterations = warmup_iterations
         self.tags = tuple(tags)
@@ -358,7 +357,7 @@ class ModelManager:
         log.info("Loading servable version %s", _sid(name, version))
         started = time.perf_counter()
         try:
-            servable = Servable.load(name, version, path, tags=self.tags)
+            servable = load_servable(name, version, path, tags=self.tags, tflite=self.tflite)
             if self.enable_warmup:
                 t0 = time.perf_counter()
                 n = servable.warmup(self.warmup_iterations or 1)

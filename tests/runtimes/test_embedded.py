@@ -43,3 +43,56 @@ def test_detach_status_predict_stop(env: Env, saved_model: Path, ports: tuple[in
     assert done.returncode == 0 and done.stdout.strip() == f"{MODEL}: terminated", done.stderr
     assert pid_gone(state["pid"]) and port_free(grpc) and port_free(rest)
     assert env.status() == []
+
+
+def test_two_embedded_servers_racing_for_the_same_ports(env: Env, saved_model: Path,
+                                                        ports: tuple[int, int], tmp_path: Path) -> None:
+    """The real race of the issue: two `serve --detach --runtime embedded` started at the same
+    moment on the same ports. Both find the ports free; whichever binds first answers both
+    readiness polls; only that one may report success."""
+    import subprocess
+    import sys
+
+    grpc, rest = ports
+    procs = []
+    for name in ("one", "two"):
+        with open(tmp_path / f"{name}.out", "w") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "mlserve", "serve", "--detach", "--runtime", "embedded",
+                 "--model-base-path", str(saved_model), "--name", name, "--port", str(grpc),
+                 "--rest-port", str(rest), "--ready-timeout", "120"],
+                env=env, stdout=out, stderr=subprocess.STDOUT))
+    codes = [p.wait(timeout=240) for p in procs]
+    outputs = [(tmp_path / f"{n}.out").read_text() for n in ("one", "two")]
+    assert sorted(codes)[0] == 0 and sorted(codes)[1] in (3, 6), outputs
+    [state] = env.status()
+    assert state["name"] == ("one" if codes[0] == 0 else "two")
+    scores = predict(rest)
+    assert len(scores) == 10
+
+
+def test_stopping_a_foreground_server_signals_it_once(env: Env, saved_model: Path,
+                                                      ports: tuple[int, int], tmp_path: Path) -> None:
+    """`mlserve stop` of a foreground embedded server: its mlserve stops it, and the server's
+    log says "Received SIGTERM" once (not once per stopper)."""
+    import subprocess
+    import sys
+    import time
+
+    grpc, rest = ports
+    err = tmp_path / "serve.stderr"
+    with open(err, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlserve", "serve", "--runtime", "embedded", "--model-base-path",
+             str(saved_model), "--port", str(grpc), "--rest-port", str(rest)],
+            env=env, stdout=subprocess.DEVNULL, stderr=sink)
+    deadline = time.monotonic() + 180
+    while "Ready:" not in err.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+        time.sleep(0.1)
+    done = env.run("stop")
+    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL}: terminated", done.stderr
+    assert proc.wait(timeout=60) == 0
+    log = (env.home / "logs" / f"{MODEL}.log").read_text()
+    assert log.count("Received SIGTERM") == 1, log[-2000:]
+    assert port_free(grpc) and port_free(rest) and env.status() == []

@@ -3,7 +3,9 @@
 Takes TF Serving flags (--port, --rest_api_port, --model_name, --model_config_file, --host).
 Environment knobs for tests: MLSERVE_STANDIN_CRASH=1 (log an error and exit 1 at start),
 MLSERVE_STANDIN_READY_DELAY=<s> (report LOADING until then), MLSERVE_STANDIN_IGNORE_TERM=1
-(ignore SIGTERM, to exercise the SIGKILL path).
+(ignore SIGTERM, to exercise the SIGKILL path), MLSERVE_STANDIN_BIND_DELAY=<s> (wait before
+binding the ports, as a real server loads TensorFlow first: opens the window in which a racing
+start's readiness poll is answered by another server).
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def main() -> int:
             models = re.findall(r'name:\s*"([^"]+)"', f.read())
     ready_at = time.monotonic() + float(os.environ.get("MLSERVE_STANDIN_READY_DELAY", "0"))
 
+    time.sleep(float(os.environ.get("MLSERVE_STANDIN_BIND_DELAY", "0")))
     grpc = socket.socket()
     grpc.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     grpc.bind((host, int(flag("port", "8500"))))

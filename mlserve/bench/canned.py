@@ -1,0 +1,124 @@
+"""A canned REST server: answers every request with one prebuilt response, no JSON, no model.
+
+It measures the load generator's own ceiling (`mlserve bench --self-test`) and gives tests a
+server that fails on purpose (`--error-every N`), which a real model server cannot be made to.
+Run as its own process, so it does not share the generator's core or GIL:
+
+    python -m mlserve.bench.canned [--batch-size N] [--error-every N] [--hold-after N]
+
+It binds 127.0.0.1 on an ephemeral port, prints the port on the first line of stdout, and runs
+until its stdin closes (so it never outlives the process that started it). Ctrl-C at a terminal
+is for that parent: the canned server ignores SIGINT.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+from mlserve.bench import wire
+from mlserve.errors import ServerStartError
+
+
+class CannedProtocol(asyncio.Protocol):
+    """Answers each complete HTTP/1.1 request with the prebuilt response."""
+
+    def __init__(self, ok: bytes, error: bytes, error_every: int, hold_after: int,
+                 counter: list[int]) -> None:
+        self.ok, self.error, self.error_every, self.counter = ok, error, error_every, counter
+        self.hold_after = hold_after
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        complete, self.buffer = wire.split_requests(self.buffer + data)
+        out = []
+        for _ in range(complete):
+            self.counter[0] += 1
+            if self.hold_after and self.counter[0] > self.hold_after:
+                continue  # never answered: a server that hangs
+            failing = self.error_every and self.counter[0] % self.error_every == 0
+            out.append(self.error if failing else self.ok)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+
+async def serve(batch_size: int, error_every: int, hold_after: int) -> None:
+    ok = wire.response("200 OK", json.dumps({"predictions": [[0.1] * 10] * batch_size}).encode())
+    error = wire.response("500 Internal Server Error", b'{"error": "canned error for testing"}')
+    counter = [0]
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: CannedProtocol(ok, error, error_every, hold_after, counter),
+                                      "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    stdin_closed = loop.create_future()
+    loop.add_reader(sys.stdin.fileno(),
+                    lambda: stdin_closed.done() or stdin_closed.set_result(None))
+    await stdin_closed
+    server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlserve.bench.canned",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=1, help="rows in each canned answer")
+    parser.add_argument("--error-every", type=int, default=0,
+                        help="answer every Nth request with HTTP 500 (0: never)")
+    parser.add_argument("--hold-after", type=int, default=0,
+                        help="answer the first N requests, then none (0: answer all)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(serve(args.batch_size, args.error_every, args.hold_after))
+    return 0
+
+
+class CannedServer:
+    """The canned server in a child process; `url` is where it answers."""
+
+    def __init__(self, batch_size: int = 1, error_every: int = 0, hold_after: int = 0) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlserve.bench.canned", "--batch-size", str(int(batch_size)),
+             "--error-every", str(int(error_every)), "--hold-after", str(int(hold_after))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.isdigit():
+            self.stop()
+            raise ServerStartError("the canned bench server did not start",
+                                   hint="run `python -m mlserve.bench.canned` to see why")
+        self.url = f"http://127.0.0.1:{int(line)}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()  # the server's signal to exit
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+    def __enter__(self) -> CannedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
