@@ -29,6 +29,9 @@ SAMPLE_WARNING = (
     "1,000 test), not the full 70,000. MNIST: Yann LeCun, Corinna Cortes, Christopher J.C. Burges, "
     "CC BY-SA 3.0. Give the full set with --data or MLSERVE_DATA."
 )
+# Where keras.datasets.mnist downloads from; checked quickly before a download is tried.
+DOWNLOAD_HOST = "storage.googleapis.com"
+NETWORK_CHECK_S = 2.0
 # `--data sample` (or MLSERVE_DATA=sample) picks the shipped sample directly: no cache, no download.
 SAMPLE_KEYWORD = "sample"
 
@@ -122,6 +125,12 @@ def load_mnist(path: str | os.PathLike | None = None, *, allow_download: bool = 
     notes.append(f"no Keras cache at {cache}")
 
     if allow_download:
+        offline = network_problem(DOWNLOAD_HOST, 443)
+        if offline:
+            notes.append(f"download skipped: {offline}")
+            data = load_sample()
+            data.notes = notes
+            return data
         try:
             x_train, y_train, x_test, y_test = _download()
         except KeyboardInterrupt:
@@ -269,7 +278,44 @@ def _check_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, where: P
     return x.astype(np.uint8, copy=False), y.astype(np.uint8, copy=False)
 
 
+def network_problem(host: str, port: int, timeout: float = NETWORK_CHECK_S) -> str | None:
+    """None when a TCP connection to host:port opens within `timeout` seconds, else why not (one line).
+
+    Name resolution runs in a daemon thread so that a resolver which never answers costs
+    `timeout`, not the system's own (often 20-40 s) wait.
+    """
+    import socket
+    import threading
+
+    found: list = []
+
+    def resolve() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as e:
+            found.append(e)
+
+    worker = threading.Thread(target=resolve, daemon=True, name="mlserve-dns")
+    worker.start()
+    worker.join(timeout)
+    if not found:
+        return f"no DNS answer for {host} within {timeout:g} s"
+    if isinstance(found[0], OSError):
+        return f"{host} does not resolve ({_one_line(found[0])})"
+    family, kind, proto, _name, address = found[0][0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(timeout)
+            sock.connect(address)
+    except OSError as e:
+        return f"{host}:{port} does not accept a connection ({_one_line(e) or 'timed out'})"
+    return None
+
+
 def _download() -> tuple[np.ndarray, ...]:
+    from mlserve.tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras  # the only TensorFlow-side import of this module
 
     # Keras announces the download on stdout; stdout is for results (`mlserve train --json`).

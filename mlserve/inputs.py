@@ -1,9 +1,10 @@
 """The images that `mlserve predict` and `mlserve bench` send: from the MNIST test split, from image
 files, or from a .npy array, always as the model takes them: float32 (N, 28, 28, 1) in [0, 1].
 
-Image files are made to look like MNIST: grayscale, padded to a square, resized to 28×28, and
-inverted when the background is light (MNIST digits are white on black, a scanned or drawn digit is
-usually black on white). Shapes are checked here, before anything is sent.
+Image files are made to look like MNIST (see `mnist_frame`): grayscale, inverted when the
+background is light (MNIST digits are white on black, a scanned or drawn digit is usually black on
+white), then cropped to the digit, fitted in 20×20 and centred by its centre of mass in 28×28, as
+MNIST itself was made. Shapes are checked here, before anything is sent.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import numpy as np
 from mlserve.errors import DataError, NotFoundError, UsageError
 
 SIDE = 28
+DIGIT_BOX = 20  # MNIST fits each digit in 20×20, then centres it in 28×28 by its centre of mass
+INK_THRESHOLD = 0.25  # crop to the pixels with at least this share of the strongest ink
 MAX_IMAGES = 10_000  # a predict call is for looking at answers; bench has its own batch limits
 
 
@@ -162,19 +165,42 @@ def load_image_file(path: str | Path) -> tuple[np.ndarray, bool]:
     light_background = float(np.median(border)) > 127.5
     if light_background:
         pixels = 255.0 - pixels
-    square = _pad_to_square(pixels)
-    small = Image.fromarray(square.astype(np.uint8))
-    if small.size != (SIDE, SIDE):
-        small = small.resize((SIDE, SIDE), Image.LANCZOS)
-    return np.asarray(small, dtype=np.float32) / 255.0, light_background
+    if pixels.shape == (SIDE, SIDE):  # already MNIST's frame: taken as it is
+        return pixels / 255.0, light_background
+    return mnist_frame(pixels), light_background
 
 
-def _pad_to_square(pixels: np.ndarray) -> np.ndarray:
-    h, w = pixels.shape
-    if h == w:
-        return pixels
-    side = max(h, w)
-    out = np.zeros((side, side), dtype=pixels.dtype)  # black: the background after inversion
-    top, left = (side - h) // 2, (side - w) // 2
-    out[top:top + h, left:left + w] = pixels
-    return out
+def mnist_frame(ink: np.ndarray) -> np.ndarray:
+    """A white-on-black digit of any size as MNIST frames its digits: float32 28×28 in [0, 1].
+
+    As MNIST's own preprocessing (LeCun et al.): the paper's level (the median of the border) is
+    subtracted and the ink stretched to 0..255; the image is cropped to the pixels above 25% of the
+    strongest ink; the crop is scaled, keeping its aspect ratio, to fit a 20×20
+    box (anti-aliased); and placed in 28×28 so that its centre of mass is the centre.
+    """
+    from PIL import Image
+
+    border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
+    ink = np.clip(ink - float(np.median(border)), 0.0, None)
+    peak = float(ink.max())
+    if peak <= 0.0:  # a blank page: nothing to frame
+        return np.zeros((SIDE, SIDE), np.float32)
+    ink = ink * (255.0 / peak)
+    rows = np.flatnonzero((ink > INK_THRESHOLD * 255.0).any(axis=1))
+    cols = np.flatnonzero((ink > INK_THRESHOLD * 255.0).any(axis=0))
+    digit = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = digit.shape
+    scale = DIGIT_BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL: (width, height)
+    small = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(size, Image.LANCZOS),
+                       dtype=np.float32)
+    small = np.clip(small, 0.0, 255.0)
+    frame = np.zeros((SIDE, SIDE), np.float32)
+    total = float(small.sum())
+    ys, xs = np.indices(small.shape)
+    cy, cx = ((float((ys * small).sum()) / total, float((xs * small).sum()) / total) if total
+              else ((small.shape[0] - 1) / 2, (small.shape[1] - 1) / 2))
+    top = int(np.clip(round((SIDE - 1) / 2 - cy), 0, SIDE - small.shape[0]))
+    left = int(np.clip(round((SIDE - 1) / 2 - cx), 0, SIDE - small.shape[1]))
+    frame[top:top + small.shape[0], left:left + small.shape[1]] = small
+    return frame / 255.0

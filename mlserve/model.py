@@ -19,6 +19,7 @@ from typing import Any, Callable
 from mlserve import settings
 from mlserve.data import MnistData, load_mnist, prepare_images
 from mlserve.errors import DataError, NotFoundError, UsageError
+from mlserve.tfquiet import quiet_tensorflow
 from mlserve.workspace import Workspace
 
 MODEL_FILE = "model.keras"
@@ -60,6 +61,7 @@ class TrainResult:
 
 def build_model() -> Any:
     """The course's CNN, compiled: adam, sparse categorical cross-entropy, accuracy."""
+    quiet_tensorflow()  # before keras: TensorFlow's start-up lines stay off the terminal
     import keras
 
     model = keras.Sequential(
@@ -122,6 +124,7 @@ def train(
     if mnist is None:
         mnist = load_mnist(data, allow_download=allow_download)
 
+    quiet_tensorflow()  # before keras: TensorFlow's start-up lines stay off the terminal
     import keras
     import tensorflow as tf
 
@@ -176,6 +179,7 @@ def load_trained(path: str | os.PathLike) -> Any:
     if not model_path.is_file():
         raise NotFoundError(f"no trained model at {model_path}",
                             hint="run `mlserve train` first, or give the .keras file with --model")
+    quiet_tensorflow()  # before keras: TensorFlow's start-up lines stay off the terminal
     import keras
 
     try:
@@ -230,6 +234,7 @@ def _enable_determinism(tf: Any) -> Callable[[], None] | None:
 
 
 def _keras_callback(listener: TrainingListener, epochs: int, steps: int) -> Any:
+    quiet_tensorflow()  # before keras: TensorFlow's start-up lines stay off the terminal
     import keras
 
     class _Relay(keras.callbacks.Callback):

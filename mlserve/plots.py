@@ -15,8 +15,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_training_history(history: dict[str, list[float]], path: str | os.PathLike) -> Path:
-    """Loss and accuracy per epoch (and their val_ twins when present), side by side; returns the path."""
+def plot_training_history(history: dict[str, list[float]], path: str | os.PathLike, *,
+                          title: str | None = None, test_accuracy: float | None = None,
+                          test_loss: float | None = None) -> Path:
+    """Loss and accuracy per epoch (and their val_ twins), side by side, with the test figures.
+
+    Each epoch is a labelled marker, so a one-epoch run shows one readable point with its value
+    rather than a lone dot; the test accuracy and loss are dashed lines with their values.
+    """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -24,18 +30,43 @@ def plot_training_history(history: dict[str, list[float]], path: str | os.PathLi
     path.parent.mkdir(parents=True, exist_ok=True)
     metrics = [m for m in ("loss", "accuracy") if m in history] or sorted(
         k for k in history if not k.startswith("val_"))
-    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(5 * max(len(metrics), 1), 3.6), squeeze=False)
+    tests = {"accuracy": test_accuracy, "loss": test_loss}
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(5 * max(len(metrics), 1), 4),
+                             squeeze=False)
+    epochs_run = max((len(v) for v in history.values() if v), default=0)
     for ax, metric in zip(axes[0], metrics):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = history.get(key)
             if values:
-                epochs = range(1, len(values) + 1)
-                ax.plot(epochs, values, marker="o", label=label)
+                epochs = list(range(1, len(values) + 1))
+                ax.plot(epochs, values, marker="o", markersize=7, label=f"{label} (last {values[-1]:.4f})")
+                if len(values) <= 10:  # few points: write each value beside its marker
+                    for x, y in zip(epochs, values):
+                        ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 8),
+                                    ha="center", fontsize=8)
+        test = tests.get(metric)
+        if test is not None:
+            ax.axhline(test, color="tab:red", linestyle="--", label=f"test {test:.4f}")
         ax.set_title(metric)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, max(epochs_run, 1) + 0.5)
+        if epochs_run <= 20:
+            ax.set_xticks(range(1, max(epochs_run, 1) + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        shown = [v for k in (metric, f"val_{metric}") for v in history.get(k) or []]
+        shown += [test] if test is not None else []
+        if metric == "accuracy" and shown:  # room below the lowest point; 1.0 is the ceiling
+            ax.set_ylim(max(0.0, min(shown) - 0.1 * max(1.0 - min(shown), 0.1)), 1.0)
+        elif shown:  # losses from 0, with room above the highest point for its label
+            ax.set_ylim(0.0, max(shown) * 1.2)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
+    heading = title or "Training"
+    heading += f" ({epochs_run} epoch{'s' if epochs_run != 1 else ''})"
+    if test_accuracy is not None:
+        heading += f": test accuracy {test_accuracy:.4f}"
+    fig.suptitle(heading)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -44,64 +75,77 @@ def plot_training_history(history: dict[str, list[float]], path: str | os.PathLi
 
 # -- mlserve predict / mlserve bench -------------------------------------------------------------
 PREDICTION_TILE_PX = (250, 320)  # width, height of one digit's tile in plot_predictions' PNG
-BENCH_FIGURE_PX = (1200, 450)
+PREDICTIONS_PER_ROW = 10
+BENCH_FIGURE_PX = (1200, 450)  # latency and throughput
+BENCH_FIGURE_PRICED_PX = (1650, 450)  # and the cost of a million predictions, with --price-per-hour
+
+
+def prediction_figure_px(count: int) -> tuple[int, int]:
+    """The size of plot_predictions' PNG for `count` digits: rows of up to 10 tiles."""
+    columns = max(1, min(count, PREDICTIONS_PER_ROW))
+    rows = max(1, -(-count // PREDICTIONS_PER_ROW))
+    return PREDICTION_TILE_PX[0] * columns, PREDICTION_TILE_PX[1] * rows
 
 
 def plot_predictions(images: Any, predicted: list[int], labels: list[int | None],
-                     path: str | os.PathLike, *, names: list[str] | None = None) -> Path:
-    """The course figure: digits side by side, each titled "Prediction: d / True Label: t".
+                     path: str | os.PathLike, *, names: list[str] | None = None,
+                     confidences: list[float] | None = None) -> Path:
+    """The course figure: each digit titled "Prediction: d (confidence)" / "True Label: t".
 
-    Titles are green when right, red when wrong, black when the label is unknown. The PNG is
-    exactly `PREDICTION_TILE_PX` per digit (no tight bounding box), so its size is predictable.
+    Rows of up to 10 digits. Titles are green when right, red when wrong, black when the label is
+    unknown. The PNG is exactly `prediction_figure_px(n)` (no tight bounding box).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     import numpy as np
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images = np.asarray(images)
     n = len(images)
+    columns = max(1, min(n, PREDICTIONS_PER_ROW))
+    rows = max(1, -(-n // PREDICTIONS_PER_ROW))
+    width, height = prediction_figure_px(n)
     dpi = 100
-    fig, axes = plt.subplots(1, n, figsize=(PREDICTION_TILE_PX[0] * n / dpi, PREDICTION_TILE_PX[1] / dpi),
-                             dpi=dpi, squeeze=False)
-    for i, ax in enumerate(axes[0]):
+    fig, axes = plt.subplots(rows, columns, figsize=(width / dpi, height / dpi), dpi=dpi,
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
         ax.imshow(images[i].reshape(images[i].shape[0], images[i].shape[1]), cmap="gray",
                   vmin=0.0, vmax=1.0)
-        ax.axis("off")
         label = labels[i] if i < len(labels) else None
-        if label is None:
-            title, colour = f"Prediction: {predicted[i]}\nTrue Label: ?", "black"
-        else:
-            title = f"Prediction: {predicted[i]}\nTrue Label: {label}"
-            colour = "green" if predicted[i] == label else "red"
+        confidence = f" ({confidences[i]:.0%})" if confidences is not None else ""
+        title = f"Prediction: {predicted[i]}{confidence}\nTrue Label: {'?' if label is None else label}"
+        colour = "black" if label is None else ("green" if predicted[i] == label else "red")
         if names:
-            title += f"\n{names[i]}"
+            title += f"\n{names[i] if len(names[i]) <= 24 else names[i][:21] + '...'}"
         ax.set_title(title, color=colour, fontsize=11)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.78 if names else 0.82, wspace=0.1)
+    # Title room per row, in figure fractions: two lines (three with names) of 11 pt text.
+    title_px = 62 if names else 46
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02 / rows, top=1 - title_px / height,
+                        wspace=0.1, hspace=title_px / (PREDICTION_TILE_PX[1] - title_px))
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
 
 def plot_bench(levels: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> Path:
-    """Latency percentiles and throughput per concurrency level, side by side.
+    """Latency percentiles, throughput and (when priced) cost per million, per concurrency level.
 
-    `levels` are BenchLevel.as_dict() rows: concurrency, p50_ms, p90_ms, p99_ms, max_ms,
-    requests_per_s, images_per_s.
+    `levels` are BenchLevel.as_dict() rows: concurrency, requests, images, p50_ms, p90_ms, p99_ms,
+    max_ms, requests_per_s, images_per_s, cost_per_million. Every y-axis starts at 0. With more than
+    one image per request, images/s gets its own (right-hand) axis beside requests/s.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    priced = any(level.get("cost_per_million") is not None for level in levels)
+    size = BENCH_FIGURE_PRICED_PX if priced else BENCH_FIGURE_PX
     dpi = 100
-    fig, (lat, thr) = plt.subplots(1, 2, figsize=(BENCH_FIGURE_PX[0] / dpi, BENCH_FIGURE_PX[1] / dpi),
-                                   dpi=dpi)
+    fig, axes = plt.subplots(1, 3 if priced else 2, figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+    lat, thr = axes[0], axes[1]
     xs = [str(level["concurrency"]) for level in levels]
     width = 0.2
     for k, (key, name) in enumerate((("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"),
@@ -112,19 +156,50 @@ def plot_bench(levels: list[dict[str, Any]], path: str | os.PathLike, *, title: 
     lat.set_xlabel("concurrency (requests in flight)")
     lat.set_ylabel("latency (ms)")
     lat.set_title("Latency percentiles")
+    lat.set_ylim(bottom=0)
     lat.legend()
     lat.grid(axis="y", alpha=0.3)
+
     conc = [level["concurrency"] for level in levels]
-    thr.plot(conc, [level["images_per_s"] for level in levels], marker="o", label="images/s")
-    thr.plot(conc, [level["requests_per_s"] for level in levels], marker="s", label="requests/s")
-    if len(conc) > 1 and max(conc) / max(min(conc), 1) >= 8:
+    batched = any(level.get("images", 0) > level.get("requests", 0) for level in levels)
+    log_x = len(conc) > 1 and max(conc) / max(min(conc), 1) >= 8
+    if batched:
+        # images/s = batch × requests/s: one curve, read in images/s on the left and in requests/s
+        # on its own right-hand axis.
+        batch = max(level.get("images", 0) / max(level.get("requests", 0), 1) for level in levels)
+        thr.plot(conc, [level["images_per_s"] for level in levels], marker="o", label="images/s")
+        thr.set_ylabel("images/s")
+        right = thr.secondary_yaxis("right", functions=(lambda y: y / batch, lambda y: y * batch))
+        right.set_ylabel(f"requests/s ({batch:g} images each)")
+        rates = [level["images_per_s"] for level in levels]
+    else:  # one image per request: the two rates are one line
+        thr.plot(conc, [level["requests_per_s"] for level in levels], marker="o",
+                 label="requests/s = images/s")
+        thr.set_ylabel("requests/s (= images/s, batch 1)")
+        rates = [level["requests_per_s"] for level in levels]
+    thr.legend(loc="lower right")
+    thr.set_ylim(bottom=0, top=max(rates + [1]) * 1.15)
+    if log_x:
         thr.set_xscale("log", base=2)
     thr.set_xticks(conc, [str(c) for c in conc])
     thr.set_xlabel("concurrency (requests in flight)")
-    thr.set_ylabel("per second")
     thr.set_title("Throughput vs concurrency")
-    thr.legend()
     thr.grid(alpha=0.3)
+
+    if priced:
+        cost = axes[2]
+        values = [level.get("cost_per_million") for level in levels]
+        cost.bar(range(len(xs)), [v or 0.0 for v in values], 0.6, color="tab:green")
+        for i, v in enumerate(values):
+            if v is not None:
+                cost.annotate(f"${v:.3g}", (i, v), textcoords="offset points", xytext=(0, 3),
+                              ha="center", fontsize=9)
+        cost.set_xticks(range(len(xs)), xs)
+        cost.set_xlabel("concurrency (requests in flight)")
+        cost.set_ylabel("$ per million predictions")
+        cost.set_title("Cost of a million predictions")
+        cost.set_ylim(bottom=0, top=max([v or 0.0 for v in values] + [1e-9]) * 1.2)
+        cost.grid(axis="y", alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -22,6 +22,8 @@ class Setting:
     description: str
     default: Default
     kind: type = str
+    # Says what is wrong with a value (None: fine); checked for flags and variables alike.
+    check: Callable[[Any], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,14 @@ def _const(value: Any) -> Default:
     return lambda _get: value
 
 
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be more than 0 seconds"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number, 0 to 65535"
+
+
 _DECLARED = [
     Setting("home", "MLSERVE_HOME", "Workspace: trained models, exported models, logs, server records.",
             _const(str(Path.home() / ".mlserve"))),
@@ -49,8 +59,8 @@ _DECLARED = [
             _const("")),
     Setting("host", "MLSERVE_HOST", "Address servers bind (127.0.0.1 unless told otherwise).",
             _const("127.0.0.1")),
-    Setting("grpc_port", "MLSERVE_GRPC_PORT", "gRPC port of a started server.", _const(8500), int),
-    Setting("rest_port", "MLSERVE_REST_PORT", "REST port of a started server.", _const(8501), int),
+    Setting("grpc_port", "MLSERVE_GRPC_PORT", "gRPC port of a started server.", _const(8500), int, _port),
+    Setting("rest_port", "MLSERVE_REST_PORT", "REST port of a started server.", _const(8501), int, _port),
     Setting("url", "MLSERVE_URL", "REST address that predict and bench query.",
             _const("http://127.0.0.1:8501")),
     Setting("grpc_server", "MLSERVE_GRPC_SERVER", "gRPC address that predict and bench query.",
@@ -64,10 +74,16 @@ _DECLARED = [
     Setting("docker_tag", "MLSERVE_DOCKER_TAG", "TF Serving Docker tag; GPU runs use '<tag>-gpu'.",
             _const("2.19.1")),
     Setting("ready_timeout", "MLSERVE_READY_TIMEOUT", "Seconds to wait for a server to be ready.",
-            _const(120.0), float),
-    Setting("timeout", "MLSERVE_TIMEOUT", "Seconds a client request may take.", _const(30.0), float),
-    Setting("debug", "MLSERVE_DEBUG", "Show tracebacks of unexpected errors (1 to enable).",
+            _const(120.0), float, _positive),
+    Setting("timeout", "MLSERVE_TIMEOUT", "Seconds a client request may take.", _const(30.0), float, _positive),
+    Setting("debug", "MLSERVE_DEBUG",
+            "Show tracebacks of unexpected errors and TensorFlow's own log lines (1 to enable).",
             _const(False), bool),
+    Setting("verbose", "MLSERVE_VERBOSE",
+            "Show TensorFlow's C++ start-up lines (what `mlserve --verbose` sets).",
+            _const(False), bool),
+    Setting("server_log_level", "MLSERVE_SERVER_LOG_LEVEL",
+            "Log level of the embedded server: DEBUG, INFO, WARNING or ERROR.", _const("INFO")),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _DECLARED}
@@ -101,12 +117,38 @@ def resolve(name: str, flag: Any = None) -> Resolved:
         value, source = _convert(setting, os.environ[setting.env]), "env"
     else:
         value, source = setting.default(get), "default"
+    problem = setting.check(value) if setting.check is not None and value is not None else None
+    if problem:
+        where = f"{setting.env}={value!r}" if source == "env" else f"{name} {value!r}"
+        raise UsageError(f"{where}: {problem}",
+                         hint=f"unset {setting.env} or give a valid value" if source == "env"
+                         else f"give a valid value (see `mlserve config` for {setting.env})")
     return Resolved(setting.name, setting.env, value, source, setting.description)
 
 
 def get(name: str, flag: Any = None) -> Any:
     """The value of a setting (see `resolve`)."""
     return resolve(name, flag).value
+
+
+def model_base_path(model_name: str, flag: Any = None) -> Path:
+    """--model-base-path > MLSERVE_MODEL_BASE_PATH > <home>/models/<model_name>, for the name given.
+
+    The declared default follows the `model_name` setting; a command that was given a name (its
+    --model-name flag) wants that model's folder, which is why this is not plain `get()`.
+    """
+    resolved = resolve("model_base_path", str(flag) if flag is not None else None)
+    if resolved.source == "default":
+        return Path(get("home")).expanduser().resolve() / "models" / model_name
+    return Path(resolved.value).expanduser()
+
+
+def debug() -> bool:
+    """MLSERVE_DEBUG as a bool; a malformed value counts as off (the error boundary must not fail)."""
+    try:
+        return bool(get("debug"))
+    except UsageError:
+        return False
 
 
 def resolve_all() -> list[Resolved]:

@@ -111,12 +111,12 @@ def test_ctrl_c_keeps_the_levels_measured_and_exits_130(tmp_path) -> None:
 
 
 def test_unreachable_server_exits_7() -> None:
-    proc = run_cli("bench", "--url", f"http://127.0.0.1:{free_port()}", "-c", "1", "-d", "0.2")
+    proc = run_cli("bench", "--url", f"http://127.0.0.1:{free_port()}", "-c", "1", "--duration", "0.2")
     assert proc.returncode == 7 and "mlserve serve" in proc.stderr
 
 
 def test_unknown_model_exits_4(digits_server) -> None:
-    proc = run_cli("bench", "--url", digits_server.url, "--model", "nope", "-c", "1", "-d", "0.2")
+    proc = run_cli("bench", "--url", digits_server.url, "--model", "nope", "-c", "1", "--duration", "0.2")
     assert proc.returncode == 4
 
 

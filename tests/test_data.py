@@ -199,3 +199,30 @@ def test_train_cli_reports_bad_data_without_traceback(tmp_path: Path, capsys: py
     captured = capsys.readouterr()
     assert e.value.code == code and captured.out == ""
     assert "Error:" in captured.err and "Hint:" in captured.err and "Traceback" not in captured.err
+
+
+def test_network_check_says_in_one_line_what_it_tried() -> None:
+    import socket
+
+    from mlserve.data import network_problem
+
+    # .invalid never resolves (RFC 6761): the check says so instead of trying a download.
+    problem = network_problem("mnist.example.invalid", 443, timeout=2.0)
+    assert problem and "mnist.example.invalid does not resolve" in problem and "\n" not in problem
+    with socket.socket() as listener:  # a real listening port answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        assert network_problem("127.0.0.1", port, timeout=2.0) is None
+    closed = network_problem("127.0.0.1", port, timeout=2.0)  # the same port, now closed
+    assert closed and f"127.0.0.1:{port} does not accept a connection" in closed
+
+
+def test_unreachable_download_falls_back_to_the_sample_with_one_note(monkeypatch) -> None:
+    import mlserve.data as data
+
+    monkeypatch.setattr(data, "DOWNLOAD_HOST", "mnist.example.invalid")
+    loaded = data.load_mnist(allow_download=True)
+    assert loaded.source == "sample"
+    skipped = [n for n in loaded.notes if n.startswith("download skipped")]
+    assert len(skipped) == 1 and "mnist.example.invalid does not resolve" in skipped[0]

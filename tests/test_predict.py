@@ -158,3 +158,66 @@ def test_predict_imports_neither_tensorflow_nor_matplotlib(digits_server) -> Non
     for args in (["predict", "--help"], ["predict", *_grpc(digits_server), "--json"],
                  ["predict", *_rest(digits_server)]):
         assert heavy_imports(args) == {"code": 0, "heavy": []}, args
+
+
+def _photo_variants(digit: np.ndarray, tmp_path) -> dict[str, object]:
+    """One 28×28 MNIST digit drawn three ways a user's files look, saved as files."""
+    ink = Image.fromarray(digit)
+    rng = np.random.default_rng(0)
+    # 1. small, dark on a large sheet of slightly grey, slightly noisy paper (a phone photo)
+    paper = np.clip(rng.normal(235, 4, (600, 800)), 0, 255).astype(np.uint8)
+    page = Image.fromarray(paper)
+    small = ink.resize((80, 80), Image.BILINEAR)
+    page.paste(Image.fromarray(235 - (np.asarray(small, np.float32) * 235 / 255).astype(np.uint8)),
+               (600, 420), Image.fromarray(np.asarray(small)))
+    page.save(tmp_path / "photo.jpg", quality=90)
+    # 2. large and off-centre, white on black
+    dark = Image.new("L", (800, 600), 0)
+    dark.paste(ink.resize((420, 420), Image.BILINEAR), (20, 150))
+    dark.save(tmp_path / "large.png")
+    # 3. inverted (black on white), enlarged
+    Image.fromarray(255 - digit).resize((280, 280), Image.BILINEAR).save(tmp_path / "inverted.png")
+    return {"photo": tmp_path / "photo.jpg", "large": tmp_path / "large.png",
+            "inverted": tmp_path / "inverted.png"}
+
+
+def test_photo_like_digits_are_framed_as_mnist(digits_model_base, test_split, tmp_path) -> None:
+    from mlserve.inputs import from_image_files
+
+    x, y = test_split
+    # The test digit the (one-epoch, unseeded) model gets right most confidently: any clear digit
+    # would do, and the most confident one is clear whatever this run's weights are.
+    original = reference_probabilities(digits_model_base, x[..., None] / 255.0)
+    right = np.flatnonzero(original.argmax(axis=1) == y)
+    index = int(right[original[right].max(axis=1).argmax()])
+    files = _photo_variants(x[index], tmp_path)
+    batch = from_image_files(list(files.values()))
+    assert batch.inverted == [True, False, True]
+    assert batch.images.shape == (3, 28, 28, 1)
+    for image in batch.images[..., 0]:  # each framed as MNIST: in 20×20, centred by its mass
+        rows = np.flatnonzero(image.max(axis=1) > 0.1)
+        cols = np.flatnonzero(image.max(axis=0) > 0.1)
+        assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 20
+        cy, cx = (np.indices(image.shape) * image).reshape(2, -1).sum(axis=1) / image.sum()
+        assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+    predicted = reference_probabilities(digits_model_base, batch.images).argmax(axis=1)
+    assert predicted.tolist() == [int(original[index].argmax())] * 3, (index, int(y[index]))
+
+
+def test_a_blank_page_is_an_empty_frame(tmp_path) -> None:
+    Image.new("L", (300, 200), 250).save(tmp_path / "blank.png")
+    pixels, inverted = load_image_file(tmp_path / "blank.png")
+    assert inverted and pixels.shape == (28, 28) and float(pixels.max()) == 0.0
+
+
+def test_plot_of_many_digits_wraps_at_ten_per_row(digits_server, tmp_path) -> None:
+    from mlserve.plots import prediction_figure_px
+
+    png = tmp_path / "many.png"
+    proc = run_cli("predict", *_rest(digits_server), "--random", "12", "--seed", "3",
+                   "--plot-file", str(png))
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+        assert image.size == prediction_figure_px(12) == (PREDICTION_TILE_PX[0] * 10,
+                                                          PREDICTION_TILE_PX[1] * 2)

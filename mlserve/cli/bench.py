@@ -14,10 +14,8 @@ from mlserve.cli import options, output
 def bench(
     concurrency: str = typer.Option("1,8,32", "--concurrency", "-c",
                                     help="Comma-separated levels of requests in flight."),
-    duration: Optional[float] = typer.Option(None, "--duration", "-d",
-                                             help="Seconds per level (default: 5; at most 600)."),
-    requests: Optional[int] = typer.Option(None, "--requests", "-n",
-                                           help="Requests per level instead of a duration (still capped at 600 s)."),
+    duration: options.Duration = None,
+    requests: options.Requests = None,
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Images per request."),
     warmup: float = typer.Option(1.0, "--warmup", help="Seconds of unmeasured load before each level."),
     url: options.Url = None,
@@ -65,7 +63,7 @@ def bench(
                          f"req/s, p50 {level.p50_ms or 0:.2f} ms, {level.errors} errors",
                          markup=False, highlight=False, soft_wrap=True)
 
-    with _progress(quiet=False) as progress:
+    with _progress() as progress:
         if self_test:
             report = core.self_test(concurrency=load.levels, duration=load.duration or 2.0,
                                     batch_size=batch_size, warmup=load.warmup,
@@ -117,9 +115,6 @@ def _images(inputs, batch_size: int, data: Optional[str]):
 
 class _progress:
     """A rich progress bar on stderr, fed by the load generator's progress callback."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
 
     def __enter__(self):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

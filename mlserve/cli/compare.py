@@ -33,7 +33,6 @@ def compare(
     when served by the embedded server (1 image per request), and resident memory. Nothing in the
     model base path changes; the conversions live in a temporary folder.
     """
-    from mlserve.cli.export import _base_path
     from mlserve.compare import compare as run_compare
     from mlserve.compare import parse_formats
     from mlserve.errors import NotFoundError
@@ -42,7 +41,7 @@ def compare(
     chosen = parse_formats(formats)
     number = parse_version(version)
     name = settings.get("model_name", model_name)
-    versions = list_versions(_base_path(name, model_base_path))
+    versions = list_versions(settings.model_base_path(name, model_base_path))
     picked = versions[-1] if number is None else next((v for v in versions if v.version == number), None)
     if picked is None:
         raise NotFoundError(f"no version {number} of {name}",

@@ -18,7 +18,7 @@ BasePath = Annotated[Optional[Path], typer.Option(
     "--model-base-path", help="Folder of exported versions (default: <home>/models/<model>).")]
 Versions = Annotated[str, typer.Option("--versions", help="Versions to deliver: latest, all, or e.g. 1,3.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="Resource name (default: the model name, DNS-safe).")]
-Namespace = Annotated[Optional[str], typer.Option("--namespace", "-n", help="Kubernetes namespace.")]
+Namespace = Annotated[Optional[str], typer.Option("--namespace", help="Kubernetes namespace.")]
 Tag = Annotated[Optional[str], typer.Option(
     "--tag", help="tensorflow/serving tag (env MLSERVE_DOCKER_TAG; '-gpu' is added with --gpu).")]
 Gpu = Annotated[bool, typer.Option("--gpu", help="The -gpu image, an nvidia.com/gpu limit and toleration.")]
@@ -54,12 +54,11 @@ def _spec(model: Optional[str], base_path: Optional[Path], versions: str, name: 
           cpu_target: int, batching: bool, batching_file: Optional[Path], poll: Optional[int],
           tfs_arg: Optional[List[str]], plan_file: Optional[Path]):
     from mlserve import settings
-    from mlserve.cli.export import _base_path
     from mlserve.deploy import spec as specs
     from mlserve.errors import NotFoundError
 
     model_name = settings.get("model_name", model)
-    base = _base_path(model_name, base_path)
+    base = settings.model_base_path(model_name, base_path)
     parameters = None
     if batching_file is not None:
         try:

@@ -10,16 +10,6 @@ from mlserve import settings
 from mlserve.cli import output
 
 
-def _base_path(model_name: str, flag: Optional[Path]) -> Path:
-    """--model-base-path > MLSERVE_MODEL_BASE_PATH > <home>/models/<model_name> (the name given here)."""
-    from mlserve.workspace import Workspace
-
-    resolved = settings.resolve("model_base_path", str(flag) if flag is not None else None)
-    if resolved.source == "default":
-        return Workspace.current().model_base_path(model_name)
-    return Path(resolved.value).expanduser()
-
-
 def _signature_lines(signature: dict[str, Any]) -> list[str]:
     def shape(s: Any) -> str:
         return "unknown" if s is None else "(" + ", ".join(str(d) for d in s) + ")"
@@ -62,7 +52,7 @@ def export(
     quantization = parse_quantization(tflite)
     name = settings.get("model_name", model_name)
     source = model if model is not None else Workspace.current().root / "trained" / name / MODEL_FILE
-    base = _base_path(name, model_base_path)
+    base = settings.model_base_path(name, model_base_path)
     output.err.print(f"Exporting {source} to {base} ...", soft_wrap=True)
     result = export_model(source, base, number, model_name=name, force=force, warmup=not no_warmup,
                           tflite=quantization)
@@ -100,7 +90,7 @@ def models(
     from mlserve.export import list_debris, list_versions
 
     name = settings.get("model_name", model_name)
-    base = _base_path(name, model_base_path)
+    base = settings.model_base_path(name, model_base_path)
     for folder in list_debris(base):  # stderr: --json stays a plain list of versions
         output.err.print(f"debris: {folder} (left by an interrupted export; the next `mlserve export` "
                          "removes it)", soft_wrap=True)

@@ -23,7 +23,7 @@ def plan(
     peak_factor: float = typer.Option(2.0, "--peak-factor", help="Autoscaler maximum: room for this x the target rate."),
     concurrency: str = typer.Option("1,4,8,16,32", "--concurrency", "-c",
                                     help="Levels to measure when the bench runs now."),
-    duration: float = typer.Option(5.0, "--duration", "-d", help="Seconds per level when the bench runs now."),
+    duration: float = typer.Option(5.0, "--duration", help="Seconds per level when the bench runs now."),
     url: options.Url = None,
     grpc: options.Grpc = False,
     model: options.Model = None,
@@ -67,7 +67,7 @@ def _bench_now(concurrency: str, duration: float, url: Optional[str], grpc: bool
     """Run `mlserve bench --json` itself (its progress shows on stderr) and read its figures."""
     from mlserve.errors import DataError, MlserveError
 
-    argv = [sys.executable, "-m", "mlserve", "bench", "--json", "-c", concurrency, "-d", str(duration)]
+    argv = [sys.executable, "-m", "mlserve", "bench", "--json", "-c", concurrency, "--duration", str(duration)]
     argv += ["--url", url] if url else []
     argv += ["--grpc"] if grpc else []
     argv += ["--model", model] if model else []

@@ -12,9 +12,9 @@ from mlserve.cli import options, output
 
 
 def predict(
-    index: int = typer.Option(0, "--index", help="First test image to send (the course: x_test[0:3])."),
-    count: int = typer.Option(3, "--count", help="How many consecutive test images to send."),
-    random_: Optional[int] = typer.Option(None, "--random", metavar="N",
+    index: int = typer.Option(0, "--index", min=0, help="First test image to send (the course: x_test[0:3])."),
+    count: int = typer.Option(3, "--count", min=1, help="How many consecutive test images to send."),
+    random_: Optional[int] = typer.Option(None, "--random", metavar="N", min=1,
                                           help="Send N test images picked at random instead."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --random (reproducible picks)."),
     image: Optional[List[Path]] = typer.Option(
@@ -109,7 +109,8 @@ def predict(
 
         path = plot_file or Workspace.current().plots_dir / f"predictions-{time.strftime('%Y%m%d-%H%M%S')}.png"
         written = plot_predictions(batch.images, [r.predicted for r in rows], batch.labels, path,
-                                   names=None if batch.source.startswith("test split") else batch.names)
+                                   names=None if batch.source.startswith("test split") else batch.names,
+                                   confidences=[r.confidence for r in rows])
         if json_:
             output.err.print(f"Plot: {written}", soft_wrap=True, markup=False)
         else:

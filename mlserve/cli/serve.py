@@ -15,15 +15,7 @@ from mlserve.cli import output
 from mlserve.workspace import Workspace
 
 
-def _say(message: str) -> None:
-    """One progress line on stderr, never re-wrapped (commands and paths stay copy-pastable)."""
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-
-
-def _log_line(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+_say = _log_line = output.say  # progress and the server's log lines: plain stderr lines
 
 
 def serve(
@@ -66,8 +58,7 @@ def serve(
 
     workspace = Workspace.current()
     model = settings.get("model_name", model_name)
-    base_setting = settings.resolve("model_base_path", str(model_base_path) if model_base_path else None)
-    base = base_setting.value if base_setting.source != "default" else str(workspace.model_base_path(model))
+    base = str(settings.model_base_path(model, model_base_path))
     plan = lifecycle.make_plan(
         runtime=settings.get("runtime", runtime), model_name=model,
         model_base_path=None if model_config_file else base, model_config_file=model_config_file,

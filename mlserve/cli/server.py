@@ -12,8 +12,7 @@ server_app = typer.Typer(help="Install TF Serving (apt or Docker) and show the r
                          no_args_is_help=True)
 
 
-def _say(message: str) -> None:
-    output.err.print(message, markup=False, highlight=False)
+_say = output.say
 
 
 @server_app.command("install")

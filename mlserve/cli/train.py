@@ -79,7 +79,10 @@ def train(
         from mlserve.plots import plot_training_history
 
         name = settings.get("model_name", model_name)
-        plot_path = plot_training_history(result.history, Workspace.current().plots_dir / f"{name}-training.png")
+        plot_path = plot_training_history(
+            result.history, Workspace.current().plots_dir / f"{name}-training.png",
+            title=f"{name} on {mnist.source} data", test_accuracy=result.test_accuracy,
+            test_loss=result.test_loss)
 
     if json_:
         output.print_json({**result.record, "model_path": str(result.model_path),

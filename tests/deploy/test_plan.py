@@ -110,19 +110,19 @@ def test_plan_runs_the_bench_now(digits_server) -> None:
     """Without --bench-json, plan runs `mlserve bench --json` (bounded: two levels, 0.5 s each)
     against a real embedded server on 127.0.0.1 and plans from what it measured."""
     proc = run_cli("plan", "--rps", "100", "--p99-ms", "10000", "--url", digits_server.url,
-                   "-c", "1,2", "-d", "0.5", "--json")
+                   "-c", "1,2", "--duration", "0.5", "--json")
     assert proc.returncode == 0, proc.stderr
     plan = parse_json_stdout(proc)
     assert plan["source"] == "mlserve bench (run now)" and plan["concurrency"] in (1, 2)
     assert plan["replicas"] == -(-100 // plan["usable_rps"])  # ceil, however fast this machine is
-    assert "Measuring with: mlserve bench --json -c 1,2 -d 0.5" in proc.stderr
+    assert "Measuring with: mlserve bench --json -c 1,2 --duration 0.5" in proc.stderr
 
 
 def test_plan_without_a_server_keeps_the_bench_exit_code() -> None:
     from ports import free_port
 
     proc = run_cli("plan", "--rps", "100", "--p99-ms", "50", "--url", f"http://127.0.0.1:{free_port()}",
-                   "-c", "1", "-d", "0.5")
+                   "-c", "1", "--duration", "0.5")
     assert proc.returncode == 7  # UNREACHABLE, as `mlserve bench` said
     assert "Error: `mlserve bench` failed, so there is nothing to plan from" in proc.stderr
     assert "--bench-json" in proc.stderr
