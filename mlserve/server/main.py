@@ -157,7 +157,9 @@ def _setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
                                                "%Y-%m-%d %H:%M:%S"))
         root.addHandler(handler)
-    root.setLevel(os.environ.get("MLSERVE_SERVER_LOG_LEVEL", "INFO").upper())
+    from mlserve import settings
+
+    root.setLevel(str(settings.get("server_log_level")).upper())
 
 
 def _version_text() -> str:
@@ -188,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.version:
         sys.stdout.write(_version_text())
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    from mlserve.tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()  # TensorFlow's C++ start-up lines stay out of the server log unless verbose
     _setup_logging()
 
     stopping = threading.Event()
