@@ -187,12 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.hint:
             sys.stderr.write(f"Hint: {e.hint}\n")
         return 2
-    if options.version:
-        sys.stdout.write(_version_text())
-        return 0
     from mlserve.tfquiet import quiet_tensorflow
 
     quiet_tensorflow()  # TensorFlow's C++ start-up lines stay out of the server log unless verbose
+    if options.version:
+        sys.stdout.write(_version_text())
+        return 0
     _setup_logging()
 
     stopping = threading.Event()
