@@ -3,8 +3,10 @@
 A `Servable` wraps a SavedModel loaded with `tf.saved_model.load`. Signature facts (keys, graph
 tensor names, dtypes, shapes, method names) come from the SignatureDefs in `saved_model.pb`, the
 same ones TF Serving reports in its metadata; requests run the signature's concrete function
-directly (never Keras `predict`). Every input is checked against the signature before TensorFlow
-sees it: some kernels (oneDNN Conv2D) abort the whole process on a wrong rank instead of raising.
+directly (never Keras `predict`). Inputs are checked as TF Serving checks them (names, dtypes),
+never against the signature's shapes: a shape the signature does not declare first passes
+TensorFlow's shape inference (`shapes.ShapeChecker`), since some kernels (oneDNN Conv2D) abort the
+whole process on a wrong rank instead of raising, and then runs on the graph.
 
 Requests call each signature through `flatcall.flat_caller` when it verified a faster
 entry into TensorFlow (see there), else through the public call.
@@ -13,13 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from mlserve.server import tensors
-from mlserve.server.flatcall import FlatCaller, flat_caller
+from mlserve.server.codecs.rules import tf_type_name
 from mlserve.server.errors import ServingError
+from mlserve.server.flatcall import FlatCaller, flat_caller
+from mlserve.server.shapes import ShapeChecker
 
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -62,12 +66,6 @@ def _spec(key: str, info: Any) -> TensorSpec:
 
         dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
     return TensorSpec(key=key, name=info.name, dtype=dtype, dtype_enum=info.dtype, shape=shape)
-
-
-def _fmt_shape(shape: Iterable[int | None] | None) -> str:
-    if shape is None:
-        return "<unknown rank>"
-    return "[" + ",".join("-1" if d is None else str(d) for d in shape) + "]"
 
 
 def read_meta_graph(path: Path, tags: Sequence[str]) -> Any:
@@ -115,6 +113,7 @@ class Servable:
                 outputs={k: _spec(k, v) for k, v in sd.outputs.items()})
         self._flat: dict[str, FlatCaller | None] = {
             key: flat_caller(self._functions[key], sig) for key, sig in self.signatures.items()}
+        self._any_shape: dict[str, tuple[ShapeChecker, FlatCaller | None]] = {}
 
     @classmethod
     def load(cls, name: str, version: int, path: str | Path, *, tags: Sequence[str] = ("serve",)) -> "Servable":
@@ -153,7 +152,7 @@ class Servable:
     # -- predict ------------------------------------------------------------------------------
 
     def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Check names, dtypes and shapes against `sig`; numeric values are cast to its dtype."""
+        """Check input names and dtypes against `sig` as TF Serving does; shapes are TensorFlow's."""
         if inputs.keys() != sig.inputs.keys():
             sent, wanted = set(inputs), set(sig.inputs)
             if len(sent) != len(wanted):
@@ -168,29 +167,53 @@ class Servable:
                                f"input tensor alias not found in signature: {bad}. Inputs expected to "
                                f"be in the set {{{','.join(sorted(wanted))}}}.")
         out: dict[str, np.ndarray] = {}
-        for key, spec in sig.inputs.items():
+        for i, (key, spec) in enumerate(sorted(sig.inputs.items())):
             arr = np.asarray(inputs[key])
-            if spec.dtype.kind == "O":
-                if arr.dtype.kind not in "OSU":
-                    raise ServingError("INVALID_ARGUMENT",
-                                       f'Input "{key}": expected DT_STRING, got {arr.dtype} values')
+            if spec.dtype.kind == "O" and arr.dtype.kind in "OSU":
+                pass
             elif arr.dtype != spec.dtype:
-                if arr.dtype.kind in "OSU" or not np.can_cast(arr.dtype, spec.dtype, "same_kind"):
-                    raise ServingError(
-                        "INVALID_ARGUMENT",
-                        f'Input "{key}": expected {tensors.dtype_name(spec.dtype_enum)} '
-                        f"({spec.dtype}), got {arr.dtype} values that cannot be converted")
-                arr = arr.astype(spec.dtype)
-            if spec.shape is not None:
-                ok = arr.ndim == len(spec.shape) and all(
-                    want is None or want == got for want, got in zip(spec.shape, arr.shape))
-                if not ok:
-                    raise ServingError(
-                        "INVALID_ARGUMENT",
-                        f'Input "{key}" has shape {_fmt_shape(arr.shape)} but signature '
-                        f'"{sig.name}" expects {_fmt_shape(spec.shape)}')
+                # A tensor is fed as it came (TF Serving never casts); the call frame refuses it.
+                raise ServingError("INVALID_ARGUMENT",
+                                   f"Expects arg[{i}] to be {tf_type_name(spec.dtype)} but "
+                                   f"{tf_type_name(arr.dtype)} is provided")
             out[key] = arr
         return out
+
+    @staticmethod
+    def shapes_match(sig: SignatureInfo, inputs: dict[str, np.ndarray]) -> bool:
+        """Whether every input has a shape the signature declares (the fast path's inputs)."""
+        for key, spec in sig.inputs.items():
+            if spec.shape is None:
+                continue
+            arr = inputs[key]
+            if arr.ndim != len(spec.shape) or not all(
+                    want is None or want == got for want, got in zip(spec.shape, arr.shape)):
+                return False
+        return True
+
+    def _run_any_shape(self, sig: SignatureInfo, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run `sig` on shapes it does not declare, once TensorFlow's shape inference accepts them."""
+        entry = self._any_shape.get(sig.name)
+        if entry is None:
+            fn = self._functions[sig.name]
+            try:
+                caller: FlatCaller | None = self._flat.get(sig.name) or FlatCaller(fn, sig)
+            except Exception:  # noqa: BLE001 - no flat entry: ConcreteFunction._call_flat below
+                caller = None
+            entry = self._any_shape[sig.name] = (ShapeChecker(fn, sorted(sig.inputs)), caller)
+        checker, caller = entry
+        checker.check(tuple(tuple(inputs[k].shape) for k in sorted(sig.inputs)))
+        if caller is not None:
+            return caller(inputs)
+        import tensorflow as tf
+
+        fn = self._functions[sig.name]
+        flat = [tf.constant(inputs[k], dtype=sig.inputs[k].dtype_enum) for k in sorted(sig.inputs)]
+        # The public call (and _call_flat) refuse shapes the function was not traced with.
+        result = fn._inference_function.call_preflattened(flat + list(fn.captured_inputs))  # noqa: SLF001
+        if not isinstance(result, dict):
+            result = {next(iter(sig.outputs)): result}
+        return {k: v.numpy() for k, v in result.items()}
 
     @staticmethod
     def check_output_filter(sig: SignatureInfo, output_filter: Sequence[str] | None) -> None:
@@ -213,6 +236,9 @@ class Servable:
         checked = self.validate(sig, inputs)
         flat = self._flat.get(sig.name)
         try:
+            if not self.shapes_match(sig, checked):
+                outputs = self._run_any_shape(sig, checked)
+                return {k: outputs[k] for k in output_filter} if output_filter else outputs
             if flat is not None:
                 outputs = flat(checked)
                 return {k: outputs[k] for k in output_filter} if output_filter else outputs

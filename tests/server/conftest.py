@@ -203,3 +203,21 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def half_plus_two_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TF Serving's testdata `half_plus_two` (see `half_plus_two.py`), built once per session."""
+    from .half_plus_two import build_half_plus_two
+
+    root = tmp_path_factory.mktemp("half-plus-two")
+    build_half_plus_two(root / "export", root / "original-assets")
+    return root / "export"
+
+
+@pytest.fixture
+def half_plus_two_base(tmp_path: Path, half_plus_two_template: Path) -> Path:
+    """`<tmp>/models/half_plus_two/123` holding TF Serving's half_plus_two."""
+    base = tmp_path / "models" / "half_plus_two"
+    shutil.copytree(half_plus_two_template, base / "123")
+    return base

@@ -1,0 +1,82 @@
+"""TF Serving's README Docker quickstart and g3doc/api_rest.md examples against TF Serving's own
+testdata model `half_plus_two` (rebuilt by `half_plus_two.py`), over REST and gRPC.
+
+api_rest.md shows its examples on `saved_model_half_plus_three` (y = 0.5x + 3); the same
+requests are sent to half_plus_two (y = 0.5x + 2) and the documented answers shifted by one."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import grpc
+import numpy as np
+import pytest
+import requests
+
+from .conftest import ServerProcess
+
+NAME = "half_plus_two"
+
+
+@pytest.fixture
+def hp2(start_server: Callable[..., ServerProcess], half_plus_two_base: Path) -> ServerProcess:
+    return start_server(f"--model_name={NAME}", f"--model_base_path={half_plus_two_base}", models=[NAME])
+
+
+def _url(server: ServerProcess, path: str) -> str:
+    return f"http://127.0.0.1:{server.rest_port}{path}"
+
+
+def test_readme_docker_quickstart(hp2: ServerProcess) -> None:
+    r = requests.post(_url(hp2, f"/v1/models/{NAME}:predict"), data='{"instances": [1.0, 2.0, 5.0]}', timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [2.5, 3.0, 4.5]}
+
+
+def test_api_rest_md_examples(hp2: ServerProcess) -> None:
+    status = requests.get(_url(hp2, f"/v1/models/{NAME}"), timeout=30)
+    assert status.json() == {"model_version_status": [
+        {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    regress = requests.post(_url(hp2, f"/v1/models/{NAME}:regress"), timeout=30, data=(
+        '{"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}, {"x": 2.0}]}'))
+    assert regress.status_code == 200, regress.text
+    assert regress.json() == {"results": [2.5, 3.0]}
+    missing = requests.post(_url(hp2, "/v1/models/half:predict"), data='{"instances": [1.0,5.0]}', timeout=30)
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "Servable not found for request: Latest(half)"}
+
+
+@pytest.mark.parametrize("body,expected", [
+    ({"instances": [[1.0], [2.0], [5.0]]}, {"predictions": [[2.5], [3.0], [4.5]]}),
+    ({"instances": [[1.0, 2.0], [3.0, 4.0]]}, {"predictions": [[2.5, 3.0], [3.5, 4.0]]}),
+    ({"inputs": [1.0, 2.0, 5.0]}, {"outputs": [2.5, 3.0, 4.5]}),
+    ({"inputs": {"x": [1.0, 2.0]}}, {"outputs": [2.5, 3.0]}),
+    ({"inputs": 3.0}, {"outputs": 3.5}),
+])
+def test_elementwise_model_takes_any_shape(hp2: ServerProcess, body: dict, expected: dict) -> None:
+    r = requests.post(_url(hp2, f"/v1/models/{NAME}:predict"), json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json() == expected
+
+
+def test_grpc_quickstart_and_scalar(hp2: ServerProcess) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc, regression_pb2
+
+    with grpc.insecure_channel(hp2.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for x, want in ((np.array([1.0, 2.0, 5.0], np.float32), [2.5, 3.0, 4.5]),
+                        (np.array(3.0, np.float32), 3.5),
+                        (np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), [[2.5, 3.0], [3.5, 4.0]])):
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = NAME
+            req.inputs["x"].CopyFrom(tf.make_tensor_proto(x))
+            resp = stub.Predict(req, timeout=30)
+            assert tf.make_ndarray(resp.outputs["y"]).tolist() == want
+            assert resp.model_spec.version.value == 123
+        reg = regression_pb2.RegressionRequest()
+        reg.model_spec.name = NAME
+        reg.model_spec.signature_name = "regress_x_to_y"
+        for v in (1.0, 2.0):
+            reg.input.example_list.examples.add().features.feature["x"].float_list.value.append(v)
+        assert [r.value for r in stub.Regress(reg, timeout=30).result.regressions] == [2.5, 3.0]
