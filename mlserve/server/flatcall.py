@@ -88,6 +88,7 @@ def flat_caller(fn: Any, sig: SignatureInfo) -> FlatCaller | None:
         log.debug("signature %s: flat call unavailable (%s)", sig.name, e)
         return None
     same = fast.keys() == public.keys() and all(
-        fast[k].dtype == public[k].dtype and np.array_equal(fast[k], public[k], equal_nan=True)
+        fast[k].dtype == public[k].dtype
+        and np.array_equal(fast[k], public[k], equal_nan=fast[k].dtype.kind in "fc")
         for k in public)
     return caller if same else None

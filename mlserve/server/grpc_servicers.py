@@ -77,7 +77,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         def work() -> Any:
             servable = self.dataplane.servable(ref_of(request.model_spec))
             sig = servable.signature(request.model_spec.signature_name)
-            inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
+            inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
             outputs = self.dataplane.predict(servable, sig.name, inputs,
                                              output_filter=list(request.output_filter) or None,
                                              timeout=context.time_remaining())

@@ -256,7 +256,7 @@ class Servable:
         """Answer a `PredictRequest` proto with a `PredictResponse` proto (warm-up replays these;
         the gRPC front-end goes through the data plane, which may batch)."""
         sig = self.signature(request.model_spec.signature_name)
-        inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
+        inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
         outputs = self.run(sig.name, inputs, list(request.output_filter) or None)
         return self.predict_response(sig.name, outputs, tensor_content=tensor_content)
 

@@ -5,6 +5,7 @@ Python per call; the request path here is numpy only and falls back to TensorFlo
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -39,28 +40,57 @@ def dtype_name(enum: int) -> str:
     return DTYPE_NAMES.get(enum, f"DT_{enum}")
 
 
-def to_ndarray(proto: Any) -> np.ndarray:
-    """A TensorProto's value as a numpy array (strings as an object array of bytes)."""
-    shape = tuple(d.size for d in proto.tensor_shape.dim)
-    dtype = NUMPY_OF_ENUM.get(proto.dtype)
-    if dtype is not None and dtype.kind != "O" and proto.tensor_content:
-        return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
-    field = _FIELD_OF_ENUM.get(proto.dtype)
-    if field is not None and proto.dtype != DT_STRING:
-        values = getattr(proto, field)
-        n = int(np.prod(shape)) if shape else 1
-        if len(values) == n:
-            return np.asarray(values, dtype=dtype).reshape(shape)
-    elif proto.dtype == DT_STRING:
-        values = proto.string_val
-        n = int(np.prod(shape)) if shape else 1
-        if len(values) == n:
-            out = np.empty(n, dtype=object)
-            out[:] = list(values)
-            return out.reshape(shape)
-    import tensorflow as tf  # rare dtypes and TF's value broadcasting rules
+def _parse_error(alias: str) -> Exception:
+    from mlserve.server.errors import ServingError
 
-    return tf.make_ndarray(proto)
+    return ServingError("INVALID_ARGUMENT", f"tensor parsing error: {alias}")
+
+
+def to_ndarray(proto: Any, alias: str = "") -> np.ndarray:
+    """A TensorProto's value as a numpy array (strings as an object array of bytes), read as
+    TensorFlow's `Tensor::FromProto` reads it: a negative dimension, an unknown or zero dtype,
+    or a `tensor_content` of the wrong length is INVALID_ARGUMENT "tensor parsing error: <alias>";
+    a value list shorter than the shape repeats its last value (none: zeros), a longer one is cut."""
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    n = math.prod(shape)
+    dtype = NUMPY_OF_ENUM.get(proto.dtype)
+    content = proto.tensor_content
+    if dtype is not None and dtype.kind != "O" and content:
+        if len(content) != n * dtype.itemsize or n < 0 or (n == 0 and min(shape) < 0):
+            raise _parse_error(alias)
+        return np.frombuffer(content, dtype=dtype).reshape(shape)
+    if proto.tensor_shape.unknown_rank or any(d < 0 for d in shape) or proto.dtype <= 0:
+        raise _parse_error(alias)
+    field = _FIELD_OF_ENUM.get(proto.dtype)
+    if field is None or content:
+        import tensorflow as tf  # rare dtypes, and string tensor_content
+
+        try:
+            return tf.make_ndarray(proto)
+        except Exception as e:  # noqa: BLE001 - an unknown dtype or unreadable content
+            raise _parse_error(alias) from e
+    values = getattr(proto, field)
+    have = len(values)
+    if dtype.kind == "O":
+        out = np.empty(n, dtype=object)
+        if have >= n:
+            out[:] = list(values[:n]) if have > n else list(values)
+        elif have == 0:
+            out[:] = [b""] * n
+        else:
+            out[:have] = list(values)
+            out[have:] = [values[-1]] * (n - have)
+        return out.reshape(shape)
+    if have == n:
+        return np.asarray(values, dtype=dtype).reshape(shape)
+    if have == 0:
+        return np.zeros(shape, dtype=dtype)
+    if have > n:
+        return np.asarray(values[:n], dtype=dtype).reshape(shape)
+    out = np.empty(n, dtype=dtype)
+    out[:have] = values
+    out[have:] = values[-1]
+    return out.reshape(shape)
 
 
 def to_proto(array: Any, *, as_content: bool = False, out: Any = None) -> Any:
