@@ -133,3 +133,18 @@ def build_config(options: Any) -> list[ModelConfig]:
     if options.model_config_file:
         return load_config_file(options.model_config_file)
     return single_model_config(options.model_name, options.model_base_path)
+
+
+def validate_config_list(models: list[ModelConfig]) -> None:
+    """TF Serving's `ValidateModelConfigList` (server_core.cc), run on every reload before
+    anything loads: each name listed once, every base path absolute (or a URI)."""
+    from mlserve.server.errors import ServingError
+
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ServingError("INVALID_ARGUMENT", f"Illegal to list model {dup} multiple times in config list")
+    for m in models:
+        if not m.base_path or not (m.base_path.startswith("/") or "://" in m.base_path):
+            raise ServingError("INVALID_ARGUMENT", f"Expected model {m.name} to have an absolute path "
+                               f"or URI; got base_path()={m.base_path}")

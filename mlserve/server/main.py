@@ -114,7 +114,9 @@ class ModelServer:
             config_file=options.model_config_file or None,
             config_poll_seconds=options.model_config_file_poll_wait_seconds,
             tflite=TFLiteOptions(options.prefer_tflite_model, options.num_tflite_pools,
-                                 options.num_tflite_interpreters_per_pool))
+                                 options.num_tflite_interpreters_per_pool),
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_s=options.load_retry_interval_micros / 1e6)
         self.manager.start()
         self.dataplane = DataPlane(self.manager, self.batcher)
         metrics.track_models(self.manager.model_names)  # bounded label cardinality

@@ -98,7 +98,8 @@ class ModelManager:
                  warmup_iterations: int = 0, tags: Sequence[str] = ("serve",),
                  allow_version_labels_for_unavailable_models: bool = False,
                  config_file: str | None = None, config_poll_seconds: float = 0,
-                 tflite: TFLiteOptions | None = None) -> None:
+                 tflite: TFLiteOptions | None = None,
+                 max_num_load_retries: int = 0, load_retry_interval_s: float = 0) -> None:
         self.poll_seconds = poll_seconds
         self.tflite = tflite
         self.enable_warmup = enable_warmup
@@ -107,6 +108,9 @@ class ModelManager:
         self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self.config_file = config_file
         self.config_poll_seconds = config_poll_seconds
+        # TF Serving's LoaderHarness: a failed load is retried this many times, this far apart.
+        self.max_num_load_retries = max(0, max_num_load_retries)
+        self.load_retry_interval_s = max(0.0, load_retry_interval_s)
         self._models: dict[str, _Model] = {}
         self._labels: dict[str, dict[str, int]] = {}
         # name -> {version: Servable}; replaced whole on every change so `get` needs no lock.
@@ -124,7 +128,9 @@ class ModelManager:
     def start(self) -> None:
         """Load the initial versions (synchronously), then start polling in the background."""
         self.sync()
-        self._apply_labels(strict=False)
+        with self._state_lock:
+            configured = [m.config for m in self._models.values() if m.configured]
+        self._labels = self._check_labels(configured, strict=False)
         if self.poll_seconds > 0:
             self._spawn(self._poll_loop, "mlserve-fs-poll")
         if self.config_file and self.config_poll_seconds > 0:
@@ -207,24 +213,67 @@ class ModelManager:
 
     def reload_config(self, config: Any) -> None:
         """Serve exactly the models of `config` (HandleReloadConfigRequest): load new models,
-        unload dropped ones, apply version labels. Raises ServingError on a bad config."""
+        unload dropped ones, apply version labels. Raises ServingError on a bad config, and
+        UNKNOWN when a model the config adds does not become available.
+
+        The checks run in TF Serving's order (server_core.cc `ReloadConfig`), all before
+        anything loads: the list itself (unique names, absolute base paths), platform changes,
+        then version labels against the versions AVAILABLE now."""
         models = _as_models(config)
-        names = [m.name for m in models]
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise ServingError("INVALID_ARGUMENT", f"Illegal to list model {dup} multiple times in config list")
+        config_mod.validate_config_list(models)
         for m in models:
             old = self._models.get(m.name)
             if old and old.configured and old.config.model_platform != m.model_platform:
                 raise ServingError("INVALID_ARGUMENT",
                                    f"Illegal to change a model's platform. For model {m.name} platform was "
                                    f"{old.config.model_platform} and new platform requested is {m.model_platform}")
+        labels = self._check_labels(models)
+        new_models = [m.name for m in models
+                      if m.name not in self._models or not self._models[m.name].configured]
         log.info("Adding/updating models.")
         with self._sync_lock:
             self._set_config(models)
+            self._labels = labels
         self.sync()
-        self._apply_labels(strict=True)
+        self._raise_unavailable(new_models)
         log.info("Finished adding/updating models")
+
+    def _check_labels(self, models: list[ModelConfig], strict: bool = True) -> dict[str, dict[str, int]]:
+        """server_core.cc `UpdateModelVersionLabelMap`: a label names an AVAILABLE version, or
+        (with --allow_version_labels_for_unavailable_models) any version, unless it would move
+        an existing label to another version."""
+        labels: dict[str, dict[str, int]] = {}
+        for m in models:
+            available = self._serving.get(m.name, {})
+            for label, version in m.version_labels.items():
+                current = self._labels.get(m.name, {}).get(label)
+                allow_any = self.allow_unavailable_labels and current in (None, version)
+                if not allow_any and version not in available:
+                    problem = (f"Request to assign label to version {version} of model {m.name}, "
+                               "which is not currently available for inference")
+                    if strict:
+                        raise ServingError("FAILED_PRECONDITION", problem)
+                    log.error("%s", problem)  # at start-up the server comes up regardless
+            if m.version_labels:
+                labels[m.name] = dict(m.version_labels)
+        return labels
+
+    def _raise_unavailable(self, names: list[str]) -> None:
+        """server_core.cc `WaitUntilModelsAvailable` for the models a reload adds: UNKNOWN naming
+        each whose latest version ended in an error instead of becoming AVAILABLE."""
+        failed = []
+        for name in names:
+            model = self._models.get(name)
+            if model is None or self._serving.get(name):
+                continue
+            ended = [v for v in model.versions.values() if v.state == "END" and v.error_code != "OK"]
+            if ended:
+                v = max(ended, key=lambda x: x.version)
+                failed.append(f"{{{{name: {name} version: {v.version}}} due to error: "
+                              f"{v.error_code}: {v.error_message}}}, ")
+        if failed:
+            raise ServingError("UNKNOWN", f"{len(failed)} model(s) did not become available: {{"
+                               + "".join(failed) + "}")
 
     def _set_config(self, models: list[ModelConfig]) -> None:
         with self._state_lock:
@@ -239,27 +288,6 @@ class ModelManager:
                     self._models[name].warned_empty = False
                 else:
                     self._models[name] = _Model(cfg)
-
-    def _apply_labels(self, *, strict: bool) -> None:
-        labels: dict[str, dict[str, int]] = {}
-        problems: list[str] = []
-        for name in self.model_names():
-            cfg = self._models[name].config
-            if not cfg.version_labels:
-                continue
-            available = self._serving.get(name, {})
-            for label, version in cfg.version_labels.items():
-                current = self._labels.get(name, {}).get(label)
-                if version not in available and not (self.allow_unavailable_labels and current in (None, version)):
-                    problems.append(f"Request to assign label to version {version} of model {name}, "
-                                    "which is not currently available for inference")
-            labels[name] = dict(cfg.version_labels)
-        if problems:
-            if strict:
-                raise ServingError("FAILED_PRECONDITION", problems[0])
-            for p in problems:
-                log.error("%s", p)
-        self._labels = labels
 
     # -- the sync loop ------------------------------------------------------------------------
 
@@ -356,29 +384,41 @@ class ModelManager:
         self._set_state(model, v, "LOADING")
         log.info("Loading servable version %s", _sid(name, version))
         started = time.perf_counter()
-        try:
-            servable = load_servable(name, version, path, tags=self.tags, tflite=self.tflite)
-            if self.enable_warmup:
-                t0 = time.perf_counter()
-                n = servable.warmup(self.warmup_iterations or 1)
-                if n:
-                    log.info("Finished reading warmup data for model at %s. Number of warmup records read: "
-                             "%d. Elapsed time (microseconds): %d.", path / "assets.extra" /
-                             "tf_serving_warmup_requests", n, (time.perf_counter() - t0) * 1e6)
-        except ServingError as e:
-            log.error("Loading servable: %s failed: %s", _sid(name, version), e.message)
-            self._set_state(model, v, "END", e.code if e.code != "OK" else "UNKNOWN", e.message)
-            return
-        except Exception as e:  # any load failure is reported in status, never fatal
-            msg = f"{type(e).__name__}: {e}".strip()
-            log.error("Loading servable: %s failed: %s", _sid(name, version), msg)
-            self._set_state(model, v, "END", "UNKNOWN" if not isinstance(e, (OSError, ValueError))
-                            else "NOT_FOUND" if isinstance(e, FileNotFoundError) else "INVALID_ARGUMENT", msg)
-            return
+        attempt = 0
+        while True:
+            try:
+                servable = self._load_once(name, version, path)
+                break
+            except Exception as e:  # any load failure is reported in status, never fatal
+                if isinstance(e, ServingError):
+                    code, msg = (e.code if e.code != "OK" else "UNKNOWN"), e.message
+                else:
+                    msg = f"{type(e).__name__}: {e}".strip()
+                    code = ("UNKNOWN" if not isinstance(e, (OSError, ValueError))
+                            else "NOT_FOUND" if isinstance(e, FileNotFoundError) else "INVALID_ARGUMENT")
+                log.error("Loading servable: %s failed: %s", _sid(name, version), msg)
+                if attempt >= self.max_num_load_retries or not model.configured or \
+                        self._stop.wait(self.load_retry_interval_s) or not model.configured:
+                    self._set_state(model, v, "END", code, msg)
+                    return
+                attempt += 1
+                log.info("Retrying of Loading servable: %s retry: %d", _sid(name, version), attempt)
         v.servable = servable
         self._set_state(model, v, "AVAILABLE")
         log.info("Successfully loaded servable version %s (%.2fs)", _sid(name, version),
                  time.perf_counter() - started)
+
+    def _load_once(self, name: str, version: int, path: Path) -> Servable:
+        """Load one version and replay its warm-up (both are the load, as in TF Serving)."""
+        servable = load_servable(name, version, path, tags=self.tags, tflite=self.tflite)
+        if self.enable_warmup:
+            t0 = time.perf_counter()
+            n = servable.warmup(self.warmup_iterations or 1)
+            if n:
+                log.info("Finished reading warmup data for model at %s. Number of warmup records read: "
+                         "%d. Elapsed time (microseconds): %d.", path / "assets.extra" /
+                         "tf_serving_warmup_requests", n, (time.perf_counter() - t0) * 1e6)
+        return servable
 
     def _unload(self, model: _Model, v: _Version) -> None:
         name = model.config.name
