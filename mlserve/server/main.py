@@ -26,6 +26,7 @@ from mlserve.server.manager import ModelManager
 from mlserve.server.reloadpolicy import ReloadPolicy
 from mlserve.server.tflite_servable import TFLiteOptions
 from mlserve.server.requestlog import RequestLog
+from mlserve.server.servable import Servable
 
 if TYPE_CHECKING:
     from mlserve.server.grpc_server import GrpcServer
@@ -101,6 +102,7 @@ class ModelServer:
                      options.model_name, options.model_base_path)
         models = build_config(options)
         _configure_tensorflow(options)
+        Servable.method_name_check = options.enable_signature_method_name_check
         if options.enable_batching:
             # one batcher for gRPC and REST, as TF Serving shares its batching session
             self.batcher = Batcher(BatchingOptions.from_file(options.batching_parameters_file or None))

@@ -96,6 +96,9 @@ def _tf_error(e: Exception) -> ServingError:
 class Servable:
     """A loaded SavedModel version. `run` is synchronous and safe to call from many threads."""
 
+    # --enable_signature_method_name_check: process-wide, as TF Serving's feature flag is.
+    method_name_check = False
+
     def __init__(self, name: str, version: int, path: Path, meta_graph: Any, loaded: Any) -> None:
         self.name = name
         self.version = version
@@ -138,7 +141,24 @@ class Servable:
             if api == "predict":
                 raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{key}" not found.')
             raise ServingError("INVALID_ARGUMENT", f"No signature was found with the name: {key}")
+        if self.method_name_check:
+            self._check_method_name(sig, api)
         return sig
+
+    @staticmethod
+    def _check_method_name(sig: SignatureInfo, api: str) -> None:
+        """predict_util.cc / classifier.cc / regressor.cc under --enable_signature_method_name_check."""
+        if api == "predict":
+            if sig.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+                raise ServingError("INTERNAL", "Expected prediction signature method_name to be one of {"
+                                   f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {sig.method_name}")
+            return
+        if api in ("classify", CLASSIFY_METHOD) and sig.method_name != CLASSIFY_METHOD:
+            raise ServingError("INVALID_ARGUMENT", "Expected classification signature method_name to be "
+                               f"{CLASSIFY_METHOD}. Was: {sig.method_name}")
+        if api in ("regress", REGRESS_METHOD) and sig.method_name != REGRESS_METHOD:
+            raise ServingError("INVALID_ARGUMENT", "Expected regression signature method_name to be "
+                               f"{REGRESS_METHOD}. Was: {sig.method_name}")
 
     def signature_def_map(self) -> Any:
         """A `SignatureDefMap` proto of every signature (what GetModelMetadata returns)."""

@@ -80,3 +80,23 @@ def test_grpc_quickstart_and_scalar(hp2: ServerProcess) -> None:
         for v in (1.0, 2.0):
             reg.input.example_list.examples.add().features.feature["x"].float_list.value.append(v)
         assert [r.value for r in stub.Regress(reg, timeout=30).result.regressions] == [2.5, 3.0]
+
+
+def test_signature_method_name_check_flag(start_server: Callable[..., ServerProcess],
+                                          half_plus_two_base: Path) -> None:
+    """--enable_signature_method_name_check: classify.cc/regressor.cc refuse a signature of
+    another method; predict takes predict, classify and regress signatures (predict_util.cc)."""
+    server = start_server(f"--model_name={NAME}", f"--model_base_path={half_plus_two_base}",
+                          "--enable_signature_method_name_check", models=[NAME])
+    examples = {"examples": [{"x": 1.0}]}
+    r = requests.post(_url(server, f"/v1/models/{NAME}:classify"), json=examples, timeout=30)
+    assert r.status_code == 400
+    assert r.json() == {"error": "Expected classification signature method_name to be "
+                                 "tensorflow/serving/classify. Was: tensorflow/serving/predict"}
+    r = requests.post(_url(server, f"/v1/models/{NAME}:regress"),
+                      json={"signature_name": "classify_x_to_y", **examples}, timeout=30)
+    assert r.json() == {"error": "Expected regression signature method_name to be "
+                                 "tensorflow/serving/regress. Was: tensorflow/serving/classify"}
+    r = requests.post(_url(server, f"/v1/models/{NAME}:regress"),
+                      json={"signature_name": "regress_x_to_y", **examples}, timeout=30)
+    assert r.json() == {"results": [2.5]}
