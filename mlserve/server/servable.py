@@ -187,12 +187,11 @@ class Servable:
                                f"input tensor alias not found in signature: {bad}. Inputs expected to "
                                f"be in the set {{{','.join(sorted(wanted))}}}.")
         out: dict[str, np.ndarray] = {}
-        for i, (key, spec) in enumerate(sorted(sig.inputs.items())):
+        for key, spec in sig.inputs.items():
             arr = np.asarray(inputs[key])
-            if spec.dtype.kind == "O" and arr.dtype.kind in "OSU":
-                pass
-            elif arr.dtype != spec.dtype:
+            if arr.dtype != spec.dtype and not (spec.dtype.kind == "O" and arr.dtype.kind in "OSU"):
                 # A tensor is fed as it came (TF Serving never casts); the call frame refuses it.
+                i = sorted(sig.inputs).index(key)
                 raise ServingError("INVALID_ARGUMENT",
                                    f"Expects arg[{i}] to be {tf_type_name(spec.dtype)} but "
                                    f"{tf_type_name(arr.dtype)} is provided")
