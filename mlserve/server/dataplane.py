@@ -20,6 +20,7 @@ The batcher, when batching is on, sits behind `predict` and `predict_then`: fron
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -27,11 +28,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mlserve.server import metrics
-from mlserve.server.batching import Batcher, Done
+from mlserve.server.batching import Batcher, BatchingOptions, Done
 from mlserve.server.errors import ServingError
 from mlserve.server.manager import ModelManager, VersionStatus
 from mlserve.server.reloadpolicy import ReloadPolicy
 from mlserve.server.servable import Servable
+
+
+PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"  # TF Serving's kBatchingParamsFilename
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,37 @@ class ModelMetadata:
 class DataPlane:
     """Models, batching and metrics of model calls behind one API (see the module docstring)."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher | None = None) -> None:
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None, *,
+                 per_model_batching: bool = False) -> None:
         self.manager = manager
         self.batcher = batcher
         self._metadata: dict[int, tuple[Servable, ModelMetadata]] = {}
+        # --enable_per_model_batching_params (bundle_factory_util.cc GetPerModelBatchingParams):
+        # a version folder's batching_params.pbtxt batches that version; without one, no batching.
+        self.per_model_batching = per_model_batching and batcher is not None
+        self._model_batchers: dict[str, Batcher | None] = {}
+        self._batchers_lock = threading.Lock()
+
+    def _batcher_for(self, servable: Servable) -> Batcher | None:
+        if not self.per_model_batching:
+            return self.batcher
+        key = str(servable.path)
+        if key in self._model_batchers:
+            return self._model_batchers[key]
+        with self._batchers_lock:
+            if key not in self._model_batchers:
+                params = servable.path / PER_MODEL_BATCHING_FILE
+                self._model_batchers[key] = (
+                    Batcher(BatchingOptions.from_file(params)) if params.is_file() else None)
+            return self._model_batchers[key]
+
+    def close(self) -> None:
+        """Stop the per-model batchers (the shared one belongs to whoever made it)."""
+        with self._batchers_lock:
+            batchers, self._model_batchers = list(self._model_batchers.values()), {}
+        for batcher in batchers:
+            if batcher is not None:
+                batcher.close()
 
     # -- models ---------------------------------------------------------------------------
 
@@ -126,11 +157,12 @@ class DataPlane:
                 timeout: float | None = None) -> dict[str, np.ndarray]:
         """Run a signature and return its outputs (only `output_filter`'s when given); through
         the batcher when batching is on, waiting at most `timeout` seconds for it."""
-        if self.batcher is None:
+        batcher = self._batcher_for(servable)
+        if batcher is None:
             return self._run(servable, signature_name, inputs, output_filter)
         servable.check_output_filter(servable.signature(signature_name), output_filter)
         try:
-            outputs = self.batcher.submit_future(servable, signature_name, inputs).result(timeout)
+            outputs = batcher.submit_future(servable, signature_name, inputs).result(timeout)
         except concurrent.futures.TimeoutError:
             raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
         return {k: outputs[k] for k in output_filter} if output_filter else outputs
@@ -142,8 +174,9 @@ class DataPlane:
         With batching on (and `batch`), the call is queued and `done` runs on a batch thread;
         otherwise it runs here. Raises at once what the batcher refuses (a bad request, a full
         queue)."""
-        if batch and self.batcher is not None:
-            self.batcher.submit_callback(servable, signature_name, inputs, done)
+        batcher = self._batcher_for(servable) if batch else None
+        if batcher is not None:
+            batcher.submit_callback(servable, signature_name, inputs, done)
             return
         try:
             outputs = self._run(servable, signature_name, inputs, None)

@@ -120,7 +120,8 @@ class ModelServer:
             max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_s=options.load_retry_interval_micros / 1e6)
         self.manager.start()
-        self.dataplane = DataPlane(self.manager, self.batcher)
+        self.dataplane = DataPlane(self.manager, self.batcher,
+                                   per_model_batching=options.enable_per_model_batching_params)
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
@@ -145,6 +146,8 @@ class ModelServer:
             self.rest = None
         if self.grpc is not None:
             self.grpc.stop(grace)
+        if self.dataplane is not None:
+            self.dataplane.close()
         if self.batcher is not None:
             self.batcher.close()
             self.batcher = None

@@ -123,8 +123,8 @@ def test_full_queue_is_rejected_not_buffered(servable: Any) -> None:
 def test_bad_request_fails_alone(servable: Any) -> None:
     batcher = Batcher(BatchingOptions(max_batch_size=4, num_batch_threads=1))
     try:
-        with pytest.raises(ServingError) as info:
-            batcher.submit_future(servable, SIG, {"Conv1_input": np.zeros((1, 3, 3, 1), np.float32)})
+        with pytest.raises(ServingError) as info:  # a shape the graph cannot take fails in its own batch
+            batcher.submit_future(servable, SIG, {"Conv1_input": np.zeros((1, 3, 3, 1), np.float32)}).result(30)
         assert info.value.code == "INVALID_ARGUMENT"
         with pytest.raises(ServingError, match="larger than maximum input batch size 4"):
             batcher.submit_future(servable, SIG, {"Conv1_input": digits_batch(5)})

@@ -3,7 +3,7 @@ input ends the server. Real servers on ephemeral ports, real TensorFlow, TF Serv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import grpc
 import numpy as np
@@ -87,3 +87,36 @@ def test_grpc_dtype_other_than_the_signatures_is_refused_not_cast(digits_server:
             stub.Predict(req, timeout=30)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details() == "Expects arg[0] to be float but double is provided"
+
+
+def test_per_model_batching_params(start_server: Callable[..., ServerProcess], tmp_path: Path,
+                                   write_version: Callable[..., Path]) -> None:
+    """--enable_per_model_batching_params: a version's batching_params.pbtxt batches that model
+    with its parameters; a model without one is not batched (bundle_factory_util.cc)."""
+    batched, plain = tmp_path / "batched", tmp_path / "plain"
+    (write_version(batched, 1) / "batching_params.pbtxt").write_text(
+        "max_batch_size { value: 2 } batch_timeout_micros { value: 1000 }")
+    write_version(plain, 1)
+    config = tmp_path / "models.config"
+    config.write_text(f"""model_config_list {{
+        config {{ name: 'batched' base_path: '{batched}' model_platform: 'tensorflow' }}
+        config {{ name: 'plain' base_path: '{plain}' model_platform: 'tensorflow' }} }}""")
+    server = start_server(f"--model_config_file={config}", "--enable_batching",
+                          "--enable_per_model_batching_params", models=["batched", "plain"])
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    def predict(model: str, rows: int) -> Any:
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = model
+        req.inputs["Conv1_input"].CopyFrom(tf.make_tensor_proto(digits_batch(rows)))
+        return stub.Predict(req, timeout=30)
+
+    channel, stub = _predict_stub(server)  # gRPC: every predict goes through the batcher
+    with channel:
+        with pytest.raises(grpc.RpcError) as err:
+            predict("batched", 3)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details() == "Task size 3 is larger than maximum input batch size 2"
+        assert tf.make_ndarray(predict("batched", 2).outputs["softmax"]).shape == (2, 10)
+        assert tf.make_ndarray(predict("plain", 3).outputs["softmax"]).shape == (3, 10)
