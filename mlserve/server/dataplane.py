@@ -100,8 +100,9 @@ class DataPlane:
         return self.manager.get(ref.name, ref.version, ref.label)
 
     def status(self, ref: ModelRef) -> list[VersionStatus]:
-        """Every known version's state, newest first, or the one version `ref` names."""
-        return self.manager.status(ref.name, ref.version, ref.label)
+        """Every known version's state, newest first, or the one version `ref` names. A label
+        is ignored, as get_model_status_impl.cc reads only a ModelSpec's version."""
+        return self.manager.status(ref.name, ref.version)
 
     def metadata(self, ref: ModelRef) -> ModelMetadata:
         """The signatures of the version `ref` names (built once per loaded version)."""

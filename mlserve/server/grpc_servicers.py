@@ -38,6 +38,14 @@ def ref_of(model_spec: Any) -> ModelRef:
     return ModelRef(model_spec.name)
 
 
+def spec_of(request: Any) -> Any:
+    """The request's ModelSpec; INVALID_ARGUMENT "Missing ModelSpec" without one (predict_impl.cc,
+    classification_service.cc, regression_service.cc, get_model_metadata_impl.cc)."""
+    if not request.HasField("model_spec"):
+        raise ServingError("INVALID_ARGUMENT", "Missing ModelSpec")
+    return request.model_spec
+
+
 class _Base:
     service = ""
 
@@ -75,7 +83,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC names
         def work() -> Any:
-            servable = self.dataplane.servable(ref_of(request.model_spec))
+            servable = self.dataplane.servable(ref_of(spec_of(request)))
             sig = servable.signature(request.model_spec.signature_name)
             inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
             outputs = self.dataplane.predict(servable, sig.name, inputs,
@@ -87,11 +95,11 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
     def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         return self._handle("Classify", request.model_spec.name, request, context, lambda: self.dataplane.classify(
-            self.dataplane.servable(ref_of(request.model_spec)), request))
+            self.dataplane.servable(ref_of(spec_of(request))), request))
 
     def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         return self._handle("Regress", request.model_spec.name, request, context, lambda: self.dataplane.regress(
-            self.dataplane.servable(ref_of(request.model_spec)), request))
+            self.dataplane.servable(ref_of(spec_of(request))), request))
 
     def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         def work() -> Any:
@@ -105,17 +113,18 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         def work() -> Any:
+            spec = spec_of(request)
             fields = list(request.metadata_field)
             if not fields:
                 raise ServingError("INVALID_ARGUMENT",
                                    "GetModelMetadataRequest must specify at least one metadata_field")
-            meta = self.dataplane.metadata(ref_of(request.model_spec))
             resp = get_model_metadata_pb2.GetModelMetadataResponse()
-            resp.model_spec.name = meta.name
-            resp.model_spec.version.value = meta.version
-            for field in fields:
+            for field in fields:  # get_model_metadata_impl.cc: each field in turn
                 if field != "signature_def":
-                    raise ServingError("INVALID_ARGUMENT", f"Metadata field {field} is not supported")
+                    raise ServingError("INVALID_ARGUMENT", f"MetadataField {field} is not supported")
+                meta = self.dataplane.metadata(ref_of(spec))
+                resp.model_spec.name = meta.name
+                resp.model_spec.version.value = meta.version
                 resp.metadata["signature_def"].Pack(meta.signature_def_map)
             return resp
 

@@ -100,3 +100,29 @@ def test_signature_method_name_check_flag(start_server: Callable[..., ServerProc
     r = requests.post(_url(server, f"/v1/models/{NAME}:regress"),
                       json={"signature_name": "regress_x_to_y", **examples}, timeout=30)
     assert r.json() == {"results": [2.5]}
+
+
+def test_error_words_of_model_spec_status_label_and_metadata(hp2: ServerProcess) -> None:
+    from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                         predict_pb2, prediction_service_pb2_grpc)
+
+    # get_model_status_impl.cc reads only the version: a label (known or not) lists every version
+    for path in (f"/v1/models/{NAME}/labels/nope", f"/v1/models/{NAME}/labels/stable"):
+        r = requests.get(_url(hp2, path), timeout=30)
+        assert r.status_code == 200 and r.json()["model_version_status"][0]["version"] == "123"
+    with grpc.insecure_channel(hp2.grpc_target) as channel:
+        models = model_service_pb2_grpc.ModelServiceStub(channel)
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = NAME
+        status.model_spec.version_label = "nope"
+        assert [s.version for s in models.GetModelStatus(status, timeout=30).model_version_status] == [123]
+
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            predict.Predict(predict_pb2.PredictRequest(), timeout=30)
+        assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+        meta = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["nope"])
+        meta.model_spec.name = "no_such_model"
+        with pytest.raises(grpc.RpcError) as err:
+            predict.GetModelMetadata(meta, timeout=30)
+        assert err.value.details() == "MetadataField nope is not supported"
