@@ -162,9 +162,11 @@ def is_b64(value: Any) -> bool:
 def decode_b64(value: Any) -> bytes:
     if not is_b64(value):
         raise bad(f"JSON Value: {debug_string(value)} not formatted correctly for base64 data")
-    text = value["b64"]
+    # absl::Base64Unescape: padding optional, whitespace skipped, any other non-alphabet
+    # character refused (Python's non-validating decode would drop it silently).
+    text = "".join(value["b64"].split())
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise bad("Unable to base64 decode") from None
 
