@@ -103,8 +103,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
     def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         def work() -> Any:
-            if not request.tasks:
-                raise ServingError("INVALID_ARGUMENT", "Tasks is empty.")
+            if not request.tasks:  # multi_inference_helper.cc looks up an empty ModelSpec
+                raise ServingError("INVALID_ARGUMENT", "ModelSpec has no name specified.")
             servable = self.dataplane.servable(ref_of(request.tasks[0].model_spec))
             return self.dataplane.multi_inference(servable, request)
 

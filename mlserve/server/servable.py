@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlserve.server import classify as classify_mod
 from mlserve.server import tensors
 from mlserve.server.codecs.rules import tf_type_name
 from mlserve.server.errors import ServingError
@@ -147,18 +148,10 @@ class Servable:
 
     @staticmethod
     def _check_method_name(sig: SignatureInfo, api: str) -> None:
-        """predict_util.cc / classifier.cc / regressor.cc under --enable_signature_method_name_check."""
-        if api == "predict":
-            if sig.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
-                raise ServingError("INTERNAL", "Expected prediction signature method_name to be one of {"
-                                   f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {sig.method_name}")
-            return
-        if api in ("classify", CLASSIFY_METHOD) and sig.method_name != CLASSIFY_METHOD:
-            raise ServingError("INVALID_ARGUMENT", "Expected classification signature method_name to be "
-                               f"{CLASSIFY_METHOD}. Was: {sig.method_name}")
-        if api in ("regress", REGRESS_METHOD) and sig.method_name != REGRESS_METHOD:
-            raise ServingError("INVALID_ARGUMENT", "Expected regression signature method_name to be "
-                               f"{REGRESS_METHOD}. Was: {sig.method_name}")
+        """predict_util.cc `VerifySignature` under --enable_signature_method_name_check."""
+        if api == "predict" and sig.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError("INTERNAL", "Expected prediction signature method_name to be one of {"
+                               f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {sig.method_name}")
 
     def signature_def_map(self) -> Any:
         """A `SignatureDefMap` proto of every signature (what GetModelMetadata returns)."""
@@ -285,130 +278,33 @@ class Servable:
         from tensorflow_serving.apis import predict_pb2
 
         resp = predict_pb2.PredictResponse()
-        self._fill_spec(resp.model_spec, signature_name)
+        self.fill_spec(resp.model_spec, signature_name)
         for key, value in outputs.items():
             tensors.to_proto(value, as_content=tensor_content, out=resp.outputs[key])
         return resp
 
-    def _fill_spec(self, spec: Any, signature_name: str) -> None:
+    def fill_spec(self, spec: Any, signature_name: str) -> None:
         spec.name = self.name
         spec.version.value = self.version
         spec.signature_name = signature_name
 
-    # -- classify / regress / multi-inference (tf.Example input) ------------------------------
+    # -- classify / regress / multi-inference (tf.Example input: see classify.py) --------------
 
-    @staticmethod
-    def _examples(request_input: Any) -> np.ndarray:
-        kind = request_input.WhichOneof("kind")
-        if kind == "example_list":
-            blobs = [e.SerializeToString() for e in request_input.example_list.examples]
-        elif kind == "example_list_with_context":
-            ctx = request_input.example_list_with_context.context
-            blobs = []
-            for e in request_input.example_list_with_context.examples:
-                merged = type(ctx)()
-                merged.CopyFrom(ctx)
-                merged.MergeFrom(e)
-                blobs.append(merged.SerializeToString())
-        else:
-            blobs = []
-        if not blobs:
-            raise ServingError("INVALID_ARGUMENT", "Input is empty.")
-        out = np.empty(len(blobs), dtype=object)
-        out[:] = blobs
-        return out
-
-    def _run_examples(self, sig: SignatureInfo, examples: np.ndarray, wanted: Sequence[str]) -> dict[str, np.ndarray]:
-        if len(sig.inputs) != 1:
-            raise ServingError("INVALID_ARGUMENT", "Expected one input Tensor.")
-        if "inputs" not in sig.inputs:
-            raise ServingError("INVALID_ARGUMENT", f"No inputs found in signature {sig.name}: expected \"inputs\"")
-        outputs = [k for k in wanted if k in sig.outputs]
-        return self.run(sig.name, {"inputs": examples}, outputs)
-
-    def _classify(self, sig: SignatureInfo, examples: np.ndarray, result: Any) -> None:
-        if len(sig.outputs) not in (1, 2):
-            raise ServingError("INVALID_ARGUMENT", f"Expected one or two output Tensors, found {len(sig.outputs)}")
-        if "classes" not in sig.outputs and "scores" not in sig.outputs:
-            raise ServingError("INVALID_ARGUMENT", 'Expected classification signature outputs to contain '
-                               'at least one of "classes" or "scores".')
-        out = self._run_examples(sig, examples, ("classes", "scores"))
-        classes, scores = out.get("classes"), out.get("scores")
-        n = len(examples)
-        for name, t in (("classes", classes), ("scores", scores)):
-            if t is not None and (t.ndim != 2 or t.shape[0] != n):
-                raise ServingError("INVALID_ARGUMENT", f"Expected Tensor shape: [batch_size num_classes] "
-                                   f"but got {list(t.shape)} for {name}")
-        num_classes = (classes if classes is not None else scores).shape[1]
-        for i in range(n):
-            c = result.classifications.add()
-            for j in range(num_classes):
-                cls = c.classes.add()
-                if classes is not None:
-                    v = classes[i, j]
-                    cls.label = v.decode() if isinstance(v, bytes) else str(v)
-                if scores is not None:
-                    cls.score = float(scores[i, j])
-
-    def _regress(self, sig: SignatureInfo, examples: np.ndarray, result: Any) -> None:
-        if len(sig.outputs) != 1 or "outputs" not in sig.outputs:
-            raise ServingError("INVALID_ARGUMENT", "Expected one output Tensor named \"outputs\".")
-        out = self._run_examples(sig, examples, ("outputs",))["outputs"]
-        n = len(examples)
-        if not (out.shape == (n,) or out.shape == (n, 1)):
-            raise ServingError("INVALID_ARGUMENT", "Expected output Tensor shape to be either [batch_size] or "
-                               f"[batch_size, 1] but got {list(out.shape)}")
-        for v in out.reshape(n):
-            result.regressions.add().value = float(v)
+    def signature_def(self, name: str) -> Any:
+        """The SignatureDef proto of signature `name`."""
+        return self._meta_graph.signature_def[name]
 
     def classify(self, request: Any) -> Any:
         """Answer a `ClassificationRequest` (signature with input "inputs", outputs classes/scores)."""
-        from tensorflow_serving.apis import classification_pb2
-
-        sig = self.signature(request.model_spec.signature_name, api="classify")
-        resp = classification_pb2.ClassificationResponse()
-        self._fill_spec(resp.model_spec, sig.name)
-        self._classify(sig, self._examples(request.input), resp.result)
-        return resp
+        return classify_mod.classify(self, request)
 
     def regress(self, request: Any) -> Any:
         """Answer a `RegressionRequest` (signature with input "inputs", output "outputs")."""
-        from tensorflow_serving.apis import regression_pb2
-
-        sig = self.signature(request.model_spec.signature_name, api="regress")
-        resp = regression_pb2.RegressionResponse()
-        self._fill_spec(resp.model_spec, sig.name)
-        self._regress(sig, self._examples(request.input), resp.result)
-        return resp
+        return classify_mod.regress(self, request)
 
     def multi_inference(self, request: Any) -> Any:
         """Answer a `MultiInferenceRequest`: several classify/regress signatures on one input."""
-        from tensorflow_serving.apis import inference_pb2
-
-        if not request.tasks:
-            raise ServingError("INVALID_ARGUMENT", "Tasks is empty.")
-        seen: set[str] = set()
-        for task in request.tasks:
-            if task.model_spec.name != request.tasks[0].model_spec.name:
-                raise ServingError("INVALID_ARGUMENT",
-                                   "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-            key = task.model_spec.signature_name or DEFAULT_SIGNATURE
-            if key in seen:
-                raise ServingError("INVALID_ARGUMENT", f"Duplicate evaluation of signature: {key}")
-            seen.add(key)
-            if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
-                raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
-        examples = self._examples(request.input)
-        resp = inference_pb2.MultiInferenceResponse()
-        for task in request.tasks:
-            sig = self.signature(task.model_spec.signature_name, api=task.method_name)
-            res = resp.results.add()
-            self._fill_spec(res.model_spec, sig.name)
-            if task.method_name == CLASSIFY_METHOD:
-                self._classify(sig, examples, res.classification_result)
-            else:
-                self._regress(sig, examples, res.regression_result)
-        return resp
+        return classify_mod.multi_inference(self, request)
 
     # -- warm-up ------------------------------------------------------------------------------
 

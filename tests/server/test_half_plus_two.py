@@ -126,3 +126,44 @@ def test_error_words_of_model_spec_status_label_and_metadata(hp2: ServerProcess)
         with pytest.raises(grpc.RpcError) as err:
             predict.GetModelMetadata(meta, timeout=30)
         assert err.value.details() == "MetadataField nope is not supported"
+
+
+def test_multi_inference_checks_in_tf_servings_order(hp2: ServerProcess) -> None:
+    from tensorflow_serving.apis import inference_pb2, prediction_service_pb2_grpc
+
+    def request(*tasks: tuple[str, str, str]) -> inference_pb2.MultiInferenceRequest:
+        req = inference_pb2.MultiInferenceRequest()
+        for name, signature, method in tasks:
+            task = req.tasks.add(method_name=method)
+            task.model_spec.name = name
+            task.model_spec.signature_name = signature
+        req.input.example_list.examples.add().features.feature["x"].float_list.value.append(1.0)
+        return req
+
+    classify, regress = "tensorflow/serving/classify", "tensorflow/serving/regress"
+    cases = [
+        (request(), "ModelSpec has no name specified."),
+        (request((NAME, "regress_x_to_y", regress), ("", "regress_x_to_y2", regress)),
+         "Found ModelSpec with an empty model name."),
+        (request((NAME, "regress_x_to_y", regress), (NAME, "nope", regress)),
+         "Requested signature not found in model graph: nope"),
+        (request((NAME, "regress_x_to_y", regress), (NAME, "regress_x_to_y", classify)),
+         "Duplicate evaluation of signature: regress_x_to_y"),
+    ]
+    with grpc.insecure_channel(hp2.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for req, message in cases:
+            with pytest.raises(grpc.RpcError) as err:
+                stub.MultiInference(req, timeout=30)
+            assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+        # a classify task on the predict signature: classifier.cc's PreProcessClassification
+        with pytest.raises(grpc.RpcError) as err:
+            stub.MultiInference(request((NAME, "serving_default", classify)), timeout=30)
+        assert err.value.details().startswith("No classification inputs found in SignatureDef: ")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.MultiInference(request((NAME, "regress_x_to_y", "tensorflow/serving/predict")), timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        ok = stub.MultiInference(request((NAME, "regress_x_to_y", regress), (NAME, "regress_x_to_y2", regress),
+                                         (NAME, "classify_x_to_y", classify)), timeout=30)
+        assert [r.regression_result.regressions[0].value for r in ok.results[:2]] == [2.5, 3.5]
+        assert ok.results[2].classification_result.classifications[0].classes[0].score == 2.5
