@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import orjson
 
+from mlserve.server.codecs import rapidjson
 from mlserve.server.codecs.rules import MAX_RANK, bad
 
 _DEBUG_STRING_BYTES = 256  # TF Serving truncates JSON values quoted in errors to this size
@@ -53,7 +54,7 @@ def _depth_exceeds(doc: Any, limit: int) -> bool:
 def parse_json(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object; INVALID_ARGUMENT (HTTP 400) worded like TF Serving."""
     if not body:
-        raise bad("JSON Parse error: The document is empty")
+        raise bad(rapidjson.parse_error("empty", body, 0))
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -65,11 +66,14 @@ def parse_json(body: bytes) -> dict[str, Any]:
                 raise bad("JSON Parse error: nesting too deep at offset: 0") from None
             except ValueError as e2:
                 pos = getattr(e2, "pos", 0)
-                raise bad(f"JSON Parse error: {getattr(e2, 'msg', str(e2))} at offset: {pos}") from None
+                raise bad(rapidjson.parse_error(getattr(e2, "msg", str(e2)), body, pos)) from None
             if _depth_exceeds(doc, MAX_RANK + 2):
                 raise bad(f"JSON Parse error: nesting deeper than {MAX_RANK + 2} levels") from None
+        elif "after document" in e.msg:
+            # rapidjson kParseStopWhenDoneFlag (json_tensor.cc): what follows the document is ignored
+            return parse_json(body[:e.pos])
         else:
-            raise bad(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+            raise bad(rapidjson.parse_error(e.msg, body, e.pos)) from None
     if not isinstance(doc, dict):
         raise bad(f"JSON Value: {debug_string(doc)} Is not object")
     return doc
