@@ -117,7 +117,8 @@ class RestServer:
                 return
             self._v1(conn, req, path)
             return
-        if self.prom_enabled and path == self.prom_path:
+        # net_http looks handlers up by path and query together: a query string misses it (404).
+        if self.prom_enabled and req.url.decode("latin-1") == self.prom_path:
             self._finish(conn, req, path, 200, metrics.render(), content_type=b"text/plain", v1=False)
             return
         if low == "/v2/health/live" and req.method in ("GET", "HEAD"):
