@@ -129,6 +129,15 @@ class TFLiteServable(Servable):
         sig = self.signature(signature_name)
         self.check_output_filter(sig, output_filter)
         checked = self.validate(sig, inputs)
+        # Servable.validate leaves shapes to the TF graph; an interpreter takes only the shapes
+        # its signature declares.
+        for key in sorted(sig.inputs):
+            want, got = sig.inputs[key].shape, checked[key].shape
+            if want is not None and (len(got) != len(want) or any(
+                    w is not None and w != g for w, g in zip(want, got))):
+                raise ServingError("INVALID_ARGUMENT", f'Input "{key}" has shape [{",".join(map(str, got))}] '
+                                   f'but signature "{sig.name}" expects '
+                                   f'[{",".join("-1" if d is None else str(d) for d in want)}]')
         try:
             outputs = self._pool.predict(checked)
         except Exception as e:  # LiteRT raises ValueError/RuntimeError; mlserve.litert DataError
