@@ -150,8 +150,9 @@ def test_corrupt_or_mismatched_tflite_fails_only_its_version_then_a_good_one_swa
     base = tmp_path / "models"
     shutil.copytree(models["base"], base)
     images = models["images"]
+    # TF Serving retries a failed load (--max_num_load_retries, default 5 a minute apart): off here
     server = start_server(base, tmp_path / "server.log", "--prefer_tflite_model",
-                          "--file_system_poll_wait_seconds=1")
+                          "--file_system_poll_wait_seconds=1", "--max_num_load_retries=0")
     try:
         first = _predict(server, images)
         _add_version(base, 2, b"TFL3 this is not a flatbuffer" * 10)
