@@ -88,7 +88,7 @@ def _wait(predicate, what: str, server, timeout: float = 60.0) -> None:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen in {timeout:g} s:\n{server.log.read_text()[-2000:]}")
+    raise AssertionError(f"{what} did not happen in {timeout:g} s:\n{server.log_text()[-2000:]}")
 
 
 def _add_version(base: Path, number: int, tflite: bytes) -> Path:

@@ -31,38 +31,10 @@ def export_with_tflite(keras_path: Path, base: Path, version: int, quantization:
     return export_model(keras_path, base, version, model_name=MODEL_NAME, tflite=quantization).path
 
 
-def start_server(base: Path, log: Path, *flags: str, timeout: float = 90.0):
-    """`python -m mlserve.server` on free ports with extra `flags`; ready when REST reports a
-    version AVAILABLE. Returns predict_helpers.RunningServer (stop() it)."""
-    import os
-    import subprocess
-    import sys
-    import time
+def start_server(base: Path, log: Path, *flags: str):
+    """The shared test server (tests/servers.py) serving `base` with extra `flags`, ready once a
+    version is AVAILABLE; stop() it."""
+    from servers import launch_server
 
-    from predict_helpers import RunningServer, free_port
-
-    from mlserve.client import ModelTarget, connect
-
-    grpc_port, rest_port = free_port(), free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_name={MODEL_NAME}", f"--model_base_path={base}", *flags],
-            stdout=sink, stderr=subprocess.STDOUT, env=env)
-    server = RunningServer(process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}", log, base)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        client = connect(ModelTarget(MODEL_NAME), url=server.url, timeout=2)
-        try:
-            if any(v.state == "AVAILABLE" for v in client.model_status()):
-                return server
-        except Exception:
-            pass
-        finally:
-            client.close()
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"server not ready in {timeout:g} s:\n{log.read_text()[-3000:]}")
+    return launch_server([f"--model_name={MODEL_NAME}", f"--model_base_path={base}", *flags], log,
+                         base=base)
