@@ -1,0 +1,55 @@
+"""Which config file and which server a rollout command is about: a server record, or flags.
+
+A server started by `mlserve serve` left a record (runtime, ports, model config file); the
+rollout edits that file and applies it on that server. `--config FILE --grpc-server ADDR` name
+any TF Serving-compatible server started elsewhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlserve import settings
+from mlserve.errors import NotFoundError, UsageError
+from mlserve.rollout.actions import Target
+from mlserve.workspace import Workspace
+
+
+def _docker_view(model: str, host_path: str) -> str:
+    # The Docker runtime mounts each model of a config file at /models/<name> in the container.
+    return f"/models/{model}"
+
+
+def resolve(*, server: str | None = None, config_file: Path | None = None,
+            grpc_server: str | None = None, workspace: Workspace | None = None) -> Target:
+    """The target: the explicit config file (and --grpc-server), else the named/only server's record."""
+    if config_file is not None:
+        path = Path(config_file).expanduser().resolve()
+        if not path.is_file():
+            raise NotFoundError(f"model config file {path} does not exist",
+                                hint="give the file the server was started with (--model_config_file)")
+        return Target(path, settings.get("grpc_server", grpc_server))
+    from mlserve.runtimes import lifecycle, records
+
+    workspace = workspace or Workspace.current()
+    name = server or lifecycle.default_name(workspace)
+    record = records.load(workspace, name)
+    if not record.model_config_file:
+        raise UsageError(
+            f"server {name!r} was started without a model config file, so its labels cannot change",
+            hint="restart it with `mlserve serve --model-config-file FILE`, or pass --config FILE "
+                 "--grpc-server ADDR for a server started elsewhere")
+    host = "127.0.0.1" if record.host in ("0.0.0.0", "", "::") else record.host
+    address = grpc_server or f"{host}:{record.grpc_port}"
+    return Target(Path(record.model_config_file), address, server=name, runtime=record.runtime,
+                  base_path_for=_docker_view if record.runtime == "docker" else None)
+
+
+def single_model(config_file: Path) -> str:
+    """The model of a one-model config file (so MODEL can be left out)."""
+    from mlserve.rollout import configfile
+
+    names = configfile.model_names(configfile.parse(config_file.read_text(), str(config_file)))
+    if len(names) == 1:
+        return names[0]
+    raise UsageError(f"{config_file} lists several models: {', '.join(names)}",
+                     hint="name the model, e.g. `mlserve promote " + (names[0] if names else "MODEL") + " 2`")
