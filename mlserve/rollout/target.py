@@ -45,11 +45,13 @@ def resolve(*, server: str | None = None, config_file: Path | None = None,
 
 
 def single_model(config_file: Path) -> str:
-    """The model of a one-model config file (so MODEL can be left out)."""
+    """The model MODEL defaults to: the file's only model, else MLSERVE_MODEL_NAME's if listed."""
     from mlserve.rollout import configfile
 
     names = configfile.model_names(configfile.parse(config_file.read_text(), str(config_file)))
     if len(names) == 1:
         return names[0]
+    if settings.get("model_name") in names:
+        return settings.get("model_name")
     raise UsageError(f"{config_file} lists several models: {', '.join(names)}",
                      hint="name the model, e.g. `mlserve promote " + (names[0] if names else "MODEL") + " 2`")
