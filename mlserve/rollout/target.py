@@ -55,3 +55,27 @@ def single_model(config_file: Path) -> str:
         return settings.get("model_name")
     raise UsageError(f"{config_file} lists several models: {', '.join(names)}",
                      hint="name the model, e.g. `mlserve promote " + (names[0] if names else "MODEL") + " 2`")
+
+
+def labels_by_version(model: str, workspace: Workspace | None = None) -> dict[int, list[str]]:
+    """version -> the labels pointing at it, from the config file of a recorded server of `model`."""
+    from mlserve.errors import MlserveError
+    from mlserve.rollout import configfile
+    from mlserve.runtimes import records
+
+    workspace = workspace or Workspace.current()
+    found, _ = records.list_all(workspace)
+    for record in found:
+        if not record.model_config_file:
+            continue
+        path = Path(record.model_config_file)
+        try:
+            proto = configfile.parse(path.read_text(), str(path))
+            labels = configfile.model_state(proto, model, str(path)).labels
+        except (OSError, MlserveError):
+            continue
+        by_version: dict[int, list[str]] = {}
+        for label, version in sorted(labels.items()):
+            by_version.setdefault(version, []).append(label)
+        return by_version
+    return {}

@@ -1,0 +1,69 @@
+"""The commands against servers that `mlserve serve` started: found through the server record.
+
+The binary runtime runs the stand-in `tensorflow_model_server` of tests/standins/ (the real one
+cannot be installed here: no access to Google's apt repository); the stand-in records its argv
+and execs mlserve's embedded server with the same flags, so HandleReloadConfigRequest is served
+by the embedded server's implementation, not by TF Serving's. The Docker runtime is not tested
+here: its stand-in rewrites container paths only when the server starts, and a reload names the
+container's paths (/models/<name>), which only a real container has.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ports import free_port
+
+from .conftest import CLASSES, MODEL
+
+STANDINS = Path(__file__).resolve().parents[1] / "standins"
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mlserve", *args], capture_output=True, text=True,
+                          timeout=180, env=env)
+
+
+@pytest.mark.parametrize("runtime", ["binary", "embedded"])
+def test_promote_through_the_record_then_predict_by_label_over_rest_and_grpc(
+        runtime: str, config_file: Path, base_path: Path, mlserve_home: Path, tmp_path: Path) -> None:
+    grpc_port, rest_port = free_port(), free_port()
+    env = {**os.environ, "PATH": f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLSERVE_HOME": str(mlserve_home), "MLSERVE_STANDIN_SERVE": "embedded",
+           "MLSERVE_STANDIN_PYTHON": sys.executable, "MLSERVE_STANDIN_LOG": str(tmp_path / "argv.jsonl"),
+           "MLSERVE_DATA": "sample", "MLSERVE_MODEL_NAME": MODEL, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "MLSERVE_URL": f"http://127.0.0.1:{rest_port}", "MLSERVE_GRPC_SERVER": f"127.0.0.1:{grpc_port}",
+           "COLUMNS": "200"}
+    started = _run(env, "serve", "--runtime", runtime, "--model-config-file", str(config_file),
+                   "--port", str(grpc_port), "--rest-port", str(rest_port), "--detach")
+    try:
+        assert started.returncode == 0, started.stderr
+        if runtime == "binary":  # really the stand-in, with the config file mlserve edits
+            argv = [json.loads(line) for line in (tmp_path / "argv.jsonl").read_text().splitlines()]
+            assert f"--model_config_file={config_file}" in argv[-1]["argv"]
+        done = _run(env, "promote", "2", "--json")  # MODEL from MLSERVE_MODEL_NAME; server: the only one
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["labels"] == {"stable": 2}
+        done = _run(env, "canary", "3")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"{MODEL}: canary (none) -> 3")
+        for label, version in (("stable", 2), ("canary", 3)):
+            for transport in ([], ["--grpc"]):
+                done = _run(env, "predict", "--label", label, "--count", "2", "--json", *transport)
+                assert done.returncode == 0, done.stderr
+                rows = json.loads(done.stdout)
+                rows = rows["predictions"] if isinstance(rows, dict) else rows
+                assert {r["predicted"] for r in rows} == {CLASSES[version]}, (label, transport)
+        done = _run(env, "models", "--model-base-path", str(base_path), "--json")
+        assert {v["version"]: v["labels"] for v in json.loads(done.stdout)}[3] == ["canary"]
+        done = _run(env, "rollback")
+        assert done.returncode == 0 and done.stdout.startswith(f"{MODEL}: stable 2 -> 1"), done.stderr
+        done = _run(env, "history")
+        assert done.returncode == 0 and done.stdout.count(MODEL) == 3, done.stdout
+    finally:
+        _run(env, "stop", "--all", "--timeout", "5")
