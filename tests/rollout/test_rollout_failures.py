@@ -15,7 +15,7 @@ from mlserve.client import ModelTarget, connect
 from mlserve.errors import ExitCode
 from mlserve.rollout import actions, configfile, history
 from mlserve.rollout.gate import GateFailedError
-from mlserve.rollout.serverlink import ServerLink, VersionLoadError
+from mlserve.rollout.serverlink import ReloadRefusedError, ServerLink, VersionLoadError
 
 from .conftest import BROKEN, CLASSES, MODEL, Server
 
@@ -110,3 +110,13 @@ def test_failed_promotes_change_nothing_and_concurrent_promotes_take_turns(
     assert [(m["from"], m["to"]) for m in moves] == [(1, 3), (3, 4)]
     assert moves[1]["accuracy"] == {"n": GATE_DIGITS, "to": 0.08, "from": 0.105, "max_drop": 0.0, "passed": False}
     assert "forced" in moves[1]["by"]
+
+    # 5. the server refuses the reload (here: the file now names a platform the server lacks):
+    #    the file is put back as the user left it, and the history is not written
+    text = config_file.read_text().replace('name: "other"', 'name: "other" model_platform: "tflite"')
+    config_file.write_text(text)
+    before = _snapshot(server, config_file)
+    with pytest.raises(ReloadRefusedError, match="INVALID_ARGUMENT") as refused:
+        actions.move_label(target, MODEL, 1)
+    assert "restoring the server's previous config failed too" in (refused.value.details or "")
+    assert _snapshot(server, config_file) == before
