@@ -112,7 +112,10 @@ def start_server(config: Path, log: Path, *extra: str, timeout: float = 120) -> 
     with open(log, "wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_config_file={config}", *extra],
+             f"--model_config_file={config}",
+             # TF Serving checks labels before it loads anything: without this flag a config with
+             # labels cannot start a server (TF Serving issues #1230, #1608)
+             "--allow_version_labels_for_unavailable_models", *extra],
             stdout=sink, stderr=subprocess.STDOUT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
     server = Server(process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}", log)

@@ -84,3 +84,21 @@ def test_history_rollback_walks_back_through_promotes() -> None:
     moves.append(move(2, 1, "rollback"))
     assert history.previous_stable(moves) is None
     assert json.loads(json.dumps(moves[0].as_dict()))["from"] is None
+
+
+def test_managed_config_is_fresh_then_kept_with_its_labels(tmp_path: Path) -> None:
+    from mlserve.rollout import managed
+
+    base = tmp_path / "models" / "digits"
+    base.mkdir(parents=True)
+    path = managed.ensure(tmp_path / "home", "digits", base)
+    state = configfile.model_state(configfile.parse(path.read_text(), "m"), "digits", str(path))
+    assert (state.base_path, state.policy_kind, state.labels) == (str(base), "latest", {})
+    assert not managed.has_labels(path)
+    path.write_text(configfile.render(path.read_text(), "m", "digits", [1], {"stable": 1}))
+    assert managed.ensure(tmp_path / "home", "digits", base) == path  # same base path: kept
+    assert managed.has_labels(path)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    managed.ensure(tmp_path / "home", "digits", other)  # another base path: fresh, old text in .bak
+    assert not managed.has_labels(path) and managed.has_labels(configfile.backup_path(path))
