@@ -141,13 +141,13 @@ def history(
 
     from mlserve.rollout import history as history_mod, target as target_mod
 
-    target = target_mod.resolve(server=server, config_file=config, grpc_server="127.0.0.1:0")
-    moves = history_mod.read(target.config_file, model)
+    config_file = target_mod.history_file(server=server, config_file=config, model=model)
+    moves = history_mod.read(config_file, model)
     if json_:
         output.print_json([m.as_dict() for m in moves])
         return
     if not moves:
-        _say(f"No label has moved yet ({history_mod.history_path(target.config_file)}).")
+        _say(f"No label has moved yet ({history_mod.history_path(config_file)}).")
         return
     table = Table("time", "model", "label", "from", "to", "action", "by", "accuracy")
     for m in moves:

@@ -19,6 +19,22 @@ def _docker_view(model: str, host_path: str) -> str:
     return f"/models/{model}"
 
 
+def history_file(*, server: str | None, config_file: Path | None, model: str | None) -> Path:
+    """The config file whose history to show: as `resolve` finds it, else the model's managed one
+    (the history outlives the server)."""
+    from mlserve.rollout import managed
+
+    try:
+        return resolve(server=server, config_file=config_file, grpc_server="127.0.0.1:0").config_file
+    except NotFoundError:
+        if server is not None or config_file is not None:
+            raise
+        path = managed.config_path(Workspace.current().root, model or settings.get("model_name"))
+        if path.exists():
+            return path
+        raise
+
+
 def resolve(*, server: str | None = None, config_file: Path | None = None,
             grpc_server: str | None = None, workspace: Workspace | None = None) -> Target:
     """The target: the explicit config file (and --grpc-server), else the named/only server's record."""
@@ -63,12 +79,13 @@ def labels_by_version(model: str, workspace: Workspace | None = None) -> dict[in
     from mlserve.rollout import configfile
     from mlserve.runtimes import records
 
+    from mlserve.rollout import managed
+
     workspace = workspace or Workspace.current()
     found, _ = records.list_all(workspace)
-    for record in found:
-        if not record.model_config_file:
-            continue
-        path = Path(record.model_config_file)
+    paths = [Path(r.model_config_file) for r in found if r.model_config_file]
+    paths.append(managed.config_path(workspace.root, model))  # no server running: its managed file
+    for path in paths:
         try:
             proto = configfile.parse(path.read_text(), str(path))
             labels = configfile.model_state(proto, model, str(path)).labels

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("runtime", ["binary", "embedded"])
 def test_promote_through_the_record_then_predict_by_label_over_rest_and_grpc(
         runtime: str, config_file: Path, base_path: Path, mlserve_home: Path, tmp_path: Path) -> None:
+    shutil.rmtree(base_path / "9")  # the newest version here must load (for --keep-newest)
     grpc_port, rest_port = free_port(), free_port()
     env = {**os.environ, "PATH": f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}",
            "MLSERVE_HOME": str(mlserve_home), "MLSERVE_STANDIN_SERVE": "embedded",
@@ -49,9 +51,10 @@ def test_promote_through_the_record_then_predict_by_label_over_rest_and_grpc(
         done = _run(env, "promote", "2", "--json")  # MODEL from MLSERVE_MODEL_NAME; server: the only one
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["labels"] == {"stable": 2}
-        done = _run(env, "canary", "3")
+        done = _run(env, "canary", "3", "--keep-newest")
         assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith(f"{MODEL}: canary (none) -> 3")
+        assert done.stdout.startswith(f"{MODEL}: canary (none) -> 3 (labels canary=3, stable=2; "
+                                      "loaded versions 2, 3, 4)"), done.stdout
         for label, version in (("stable", 2), ("canary", 3)):
             for transport in ([], ["--grpc"]):
                 done = _run(env, "predict", "--label", label, "--count", "2", "--json", *transport)
@@ -63,7 +66,7 @@ def test_promote_through_the_record_then_predict_by_label_over_rest_and_grpc(
         assert {v["version"]: v["labels"] for v in json.loads(done.stdout)}[3] == ["canary"]
         done = _run(env, "rollback")
         assert done.returncode == 0 and done.stdout.startswith(f"{MODEL}: stable 2 -> 1"), done.stderr
-        done = _run(env, "history")
-        assert done.returncode == 0 and done.stdout.count(MODEL) == 3, done.stdout
     finally:
         _run(env, "stop", "--all", "--timeout", "5")
+    done = _run(env, "history", "--config", str(config_file))  # the server is gone; its history is not
+    assert done.returncode == 0 and done.stdout.count(MODEL) == 3, done.stdout + done.stderr
