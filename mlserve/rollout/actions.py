@@ -17,6 +17,7 @@ loaded, and says so.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,9 @@ from mlserve.rollout import configfile, gate as gate_mod, history
 from mlserve.rollout.serverlink import ServerLink
 
 Notify = Callable[[str], None]
+# Between moving a label and unloading the version it named: a request that resolved the label
+# just before the move still finds that version loaded.
+DRAIN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ def move_label(target: Target, model: str, version: int, *, label: str = "stable
         backup = configfile.backup_path(path)
         old_backup = configfile.read_optional(backup)
         new_labels = {**state.labels, label: version}
-        with ServerLink(target.grpc_address, timeout=timeout, base_path_for=target.base_path_for) as link:
+        with ServerLink(target.grpc_address, timeout=timeout, reload_timeout=max(wait, timeout),
+                        base_path_for=target.base_path_for) as link:
             loaded = link.available(model)
             wide = sorted(loaded | set(state.labels.values()) | {version})
 
@@ -119,6 +124,7 @@ def move_label(target: Target, model: str, version: int, *, label: str = "stable
                             hint="fix the model, raise --max-drop, or pass --force to promote anyway")
                 notify(f"Moving label {label} of {model}: {_v(current)} -> {version}")
                 apply(configfile.render(original, str(path), model, wide, new_labels))
+                notify(f"Label {label} of {model} names version {version}")
             except BaseException as e:
                 _undo(path, original, backup, old_backup, proto, link, e)
                 raise
@@ -126,6 +132,7 @@ def move_label(target: Target, model: str, version: int, *, label: str = "stable
             final = sorted(set(new_labels.values()) | ({max(on_disk)} if keep_newest else set()))
             warnings: list[str] = []
             if final != wide:
+                time.sleep(DRAIN_SECONDS)
                 notify(f"Unloading versions {_list(sorted(set(wide) - set(final)))} (policy: versions {_list(final)})")
                 try:
                     apply(configfile.render(original, str(path), model, final, new_labels))

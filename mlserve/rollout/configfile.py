@@ -121,7 +121,11 @@ def read_optional(path: Path) -> str | None:
 
 def write(path: Path, text: str) -> None:
     """Replace the file's text atomically (a reader sees the old text or the new, never half)."""
-    _atomic_write(path, text)
+    try:
+        _atomic_write(path, text)
+    except OSError as e:
+        raise DataError(f"cannot write {path}: {e}",
+                        hint="the folder of the model config file must be writable by this user") from e
 
 
 def put_back(path: Path, text: str | None) -> None:
@@ -154,7 +158,11 @@ def lock_path(path: Path) -> Path:
 def locked(path: Path, what: str) -> Iterator[None]:
     """Hold the config file's lock while a change runs; RolloutLockedError if someone else does."""
     lock = lock_path(path)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DataError(f"cannot create the lock file {lock}: {e}",
+                        hint="the folder of the model config file must be writable by this user") from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

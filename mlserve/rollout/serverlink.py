@@ -23,7 +23,7 @@ class VersionLoadError(ServerResponseError):
 class ServerLink:
     """One gRPC channel to a TF Serving-compatible server."""
 
-    def __init__(self, address: str, *, timeout: float = 30.0,
+    def __init__(self, address: str, *, timeout: float = 30.0, reload_timeout: float = 120.0,
                  base_path_for: Callable[[str, str], str] | None = None) -> None:
         import grpc
 
@@ -31,6 +31,7 @@ class ServerLink:
 
         self.address = address.removeprefix("grpc://")
         self.timeout = timeout
+        self.reload_timeout = reload_timeout  # the embedded server loads new versions within the call
         # The server may see other paths than this machine (Docker mounts the base paths).
         self.base_path_for = base_path_for
         p = load_protos()
@@ -58,7 +59,7 @@ class ServerLink:
             for entry in request.config.model_config_list.config:
                 entry.base_path = self.base_path_for(entry.name, entry.base_path)
         try:
-            response = self._models.HandleReloadConfigRequest(request, timeout=max(self.timeout, 60.0))
+            response = self._models.HandleReloadConfigRequest(request, timeout=self.reload_timeout)
         except self._grpc.RpcError as e:
             self._raise(e, "HandleReloadConfigRequest")
         if response.status.error_code != 0:
