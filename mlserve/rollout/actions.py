@@ -98,6 +98,11 @@ def move_label(target: Target, model: str, version: int, *, label: str = "stable
                         base_path_for=target.base_path_for) as link:
             loaded = link.available(model)
             wide = sorted(loaded | set(state.labels.values()) | {version})
+            pinned = None
+            if label != "stable" and "stable" not in state.labels and loaded:
+                # The first label of a model that served its newest version: that version becomes
+                # stable, or the policy would unload what every client is served now.
+                pinned = new_labels["stable"] = max(loaded)
 
             def apply(text: str) -> None:
                 configfile.write(path, text)
@@ -122,7 +127,8 @@ def move_label(target: Target, model: str, version: int, *, label: str = "stable
                             f"version {version} failed the accuracy gate: {result.describe()}; "
                             "nothing was changed",
                             hint="fix the model, raise --max-drop, or pass --force to promote anyway")
-                notify(f"Moving label {label} of {model}: {_v(current)} -> {version}")
+                notify(f"Moving label {label} of {model}: {_v(current)} -> {version}"
+                       + (f" (and stable to version {pinned}, the one served now)" if pinned is not None else ""))
                 apply(configfile.render(original, str(path), model, wide, new_labels))
                 notify(f"Label {label} of {model} names version {version}")
             except BaseException as e:
@@ -144,8 +150,11 @@ def move_label(target: Target, model: str, version: int, *, label: str = "stable
             by += f", gate: accuracy on {result.n} test digits" + ("" if result.passed else " (failed; forced)")
         elif force:
             by += " (forced)"
-        history.append(path, [history.Move(model, label, current, version, action, by,
-                                           result.as_dict() if result else None)])
+        moves = [history.Move(model, label, current, version, action, by, result.as_dict() if result else None)]
+        if pinned is not None:
+            moves.insert(0, history.Move(model, "stable", None, pinned, "promote",
+                                         f"{history.who()} (pinned: the version served before the first label)"))
+        history.append(path, moves)
         return Outcome(model, label, action, current, version, True, final, new_labels, result, warnings)
 
 
