@@ -63,3 +63,17 @@ def has_labels(config_file: Path) -> bool:
     except Exception:
         return False
     return any(c.version_labels for c in proto.model_config_list.config)
+
+
+def serve_config(home: Path, model: str, base_path: str | Path, config_file: Path | None,
+                 tfs_flags: list[str] | None) -> tuple[Path | None, list[str]]:
+    """What `mlserve serve` starts the server with: the user's config file, else the managed one
+    (when the base path exists; otherwise serve reports the missing folder as before), and the
+    TF Serving flags, plus --allow_version_labels_for_unavailable_models when the config has labels."""
+    flags = list(tfs_flags or [])
+    if config_file is None and Path(base_path).expanduser().is_dir():
+        config_file = ensure(home, model, Path(base_path))
+    if config_file is not None and has_labels(config_file) and \
+            not any(f.split("=", 1)[0].lstrip("-") == ALLOW_LABELS_FLAG.lstrip("-") for f in flags):
+        flags.append(ALLOW_LABELS_FLAG)
+    return config_file, flags

@@ -75,3 +75,52 @@ def test_promote_through_the_record_then_predict_by_label_over_rest_and_grpc(
         _run(env, "stop", "--all", "--timeout", "5")
     done = _run(env, "history", "--config", str(config_file))  # the server is gone; its history is not
     assert done.returncode == 0 and done.stdout.count(MODEL) == 3, done.stdout + done.stderr
+
+
+def test_managed_config_keeps_labels_across_a_restart(model_template: Path, mlserve_home: Path,
+                                                      tmp_path: Path) -> None:
+    """`mlserve serve` on a base path (no config file) serves through the managed config."""
+    base = mlserve_home / "models" / MODEL
+    shutil.copytree(model_template, base)
+    for version in ("4", "9"):
+        shutil.rmtree(base / version)  # versions 1, 2, 3: the newest, 3, is what serve serves
+    grpc_port, rest_port = free_port(), free_port()
+    env = {**os.environ, "PATH": f"{STANDINS}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLSERVE_HOME": str(mlserve_home), "MLSERVE_STANDIN_SERVE": "embedded",
+           "MLSERVE_STANDIN_PYTHON": sys.executable, "MLSERVE_STANDIN_LOG": str(tmp_path / "argv.jsonl"),
+           "MLSERVE_DATA": "sample", "MLSERVE_MODEL_NAME": MODEL, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "MLSERVE_RUNTIME": "binary", "MLSERVE_GRPC_PORT": str(grpc_port), "MLSERVE_REST_PORT": str(rest_port),
+           "MLSERVE_URL": f"http://127.0.0.1:{rest_port}", "MLSERVE_GRPC_SERVER": f"127.0.0.1:{grpc_port}",
+           "COLUMNS": "200"}
+    config = mlserve_home / "configs" / f"{MODEL}.config"
+
+    def answers(label: str) -> set[int]:
+        done = _run(env, "predict", "--label", label, "--count", "2", "--json", "--grpc")
+        assert done.returncode == 0, done.stderr
+        return {r["predicted"] for r in json.loads(done.stdout)}
+
+    try:
+        assert _run(env, "serve", "--detach").returncode == 0
+        assert f"--model_config_file={config}" in json.loads(
+            (tmp_path / "argv.jsonl").read_text().splitlines()[-1])["argv"]
+        # a canary first: the version served until now (3) is pinned as stable
+        done = _run(env, "canary", "2")
+        assert done.returncode == 0, done.stderr
+        assert (answers("stable"), answers("canary")) == ({CLASSES[3]}, {CLASSES[2]})
+        assert _run(env, "promote", "2").returncode == 0
+        assert _run(env, "rollback").returncode == 0
+        assert answers("stable") == {CLASSES[3]}
+        assert _run(env, "stop").returncode == 0
+        # restart: the labels are in the managed file; TF Serving needs the allow flag to start with them
+        done = _run(env, "serve", "--detach")
+        assert done.returncode == 0, done.stderr
+        argv = json.loads((tmp_path / "argv.jsonl").read_text().splitlines()[-1])["argv"]
+        assert "--allow_version_labels_for_unavailable_models" in argv
+        assert (answers("stable"), answers("canary")) == ({CLASSES[3]}, {CLASSES[2]})
+    finally:
+        _run(env, "stop", "--all", "--timeout", "5")
+    done = _run(env, "history", "--json")  # no server: the managed config's history
+    assert [(m["label"], m["from"], m["to"], m["action"]) for m in json.loads(done.stdout)] == [
+        ("stable", None, 3, "promote"), ("canary", None, 2, "canary"), ("stable", 3, 2, "promote"),
+        ("stable", 2, 3, "rollback")]
+    assert "pinned" in json.loads(done.stdout)[0]["by"]
