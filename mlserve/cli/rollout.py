@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from typing_extensions import Annotated
 
 from mlserve.cli import output
+
+if TYPE_CHECKING:
+    from mlserve.rollout.actions import Outcome, Target
 
 Server = Annotated[Optional[str], typer.Option(
     "--server", help="Recorded server to change (default: the only one running).")]
@@ -41,14 +44,15 @@ def _split(args: List[str], command: str) -> tuple[Optional[str], int]:
                          hint=f"give the version folder's number, e.g. `mlserve {command} 2`") from None
 
 
-def _target(server: Optional[str], config: Optional[Path], grpc_server: Optional[str], model: Optional[str]):
+def _target(server: Optional[str], config: Optional[Path], grpc_server: Optional[str],
+            model: Optional[str]) -> "tuple[Target, str]":
     from mlserve.rollout import target as target_mod
 
     target = target_mod.resolve(server=server, config_file=config, grpc_server=grpc_server)
     return target, model or target_mod.single_model(target.config_file)
 
 
-def _report(outcome, json_: bool) -> None:
+def _report(outcome: "Outcome", json_: bool) -> None:
     for warning in outcome.warnings:
         _say(f"Warning: {warning}")
     if json_:

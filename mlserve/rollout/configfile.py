@@ -13,10 +13,10 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
-from contextlib import contextmanager
 
 from mlserve.errors import ConflictError, DataError, NotFoundError
 from mlserve.rollout import textproto
