@@ -90,6 +90,11 @@ def promote(
     """
     from mlserve.rollout import actions
 
+    from mlserve.errors import UsageError
+
+    if max_drop and not check:
+        raise UsageError("--max-drop is the gate's limit and needs --check N",
+                         hint="e.g. `mlserve promote 2 --check 200 --max-drop 0.01`")
     model, version = _split(args, "promote")
     target, model = _target(server, config, grpc_server, model)
     outcome = actions.move_label(target, model, version, label=label, check=check, max_drop=max_drop,
