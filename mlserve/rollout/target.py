@@ -47,7 +47,11 @@ def resolve(*, server: str | None = None, config_file: Path | None = None,
     from mlserve.runtimes import lifecycle, records
 
     workspace = workspace or Workspace.current()
-    name = server or lifecycle.default_name(workspace)
+    name = server or lifecycle.only_server(workspace)
+    if name is None:
+        raise NotFoundError("no server is running",
+                            hint="start one (`mlserve serve --detach`), or pass --config FILE --grpc-server "
+                                 "ADDR for a server started elsewhere")
     record = records.load(workspace, name)
     if not record.model_config_file:
         raise UsageError(
