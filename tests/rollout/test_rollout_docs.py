@@ -26,7 +26,7 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "rollout.md"
 
 def _marked_blocks(text: str) -> list[tuple[str, str, str]]:
     """(marker, language, body) of every fenced block right after a `<!-- test: ... -->` line."""
-    return re.findall(r"<!-- test: (.*?) -->\n```(\w+)\n(.*?)```", text, re.S)
+    return re.findall(r"<!-- test: (.*?) -->\n(?:<!-- not-run:[^\n]*-->\n)?```(\w+)\n(.*?)```", text, re.S)
 
 
 def test_the_rollout_walkthrough_runs(model_template: Path, mlserve_home: Path, tmp_path: Path) -> None:
