@@ -83,11 +83,12 @@ def models(
         help="Folder of numbered versions (env: MLSERVE_MODEL_BASE_PATH; default: <home>/models/<model-name>)."),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the exported versions of a model: version, size, creation time, test accuracy, and the
-    model.tflite beside each SavedModel (quantisation, size, accuracy measured with LiteRT)."""
+    """List the exported versions of a model: version, labels, size, creation time, test accuracy, and
+    the model.tflite beside each SavedModel (quantisation, size, accuracy measured with LiteRT)."""
     from rich.table import Table
 
     from mlserve.export import list_debris, list_versions
+    from mlserve.rollout.target import labels_by_version
 
     name = settings.get("model_name", model_name)
     base = settings.model_base_path(name, model_base_path)
@@ -95,19 +96,21 @@ def models(
         output.err.print(f"debris: {folder} (left by an interrupted export; the next `mlserve export` "
                          "removes it)", soft_wrap=True)
     versions = list_versions(base)
+    labels = labels_by_version(name)  # from the config file of a running server of this model
     if json_:
         output.print_json([
             {"version": v.version, "path": str(v.path), "size_bytes": v.size_bytes,
              "created": v.created.isoformat(), "test_accuracy": v.test_accuracy, "warmup": v.has_warmup,
-             "tflite": v.tflite}
+             "tflite": v.tflite, "labels": labels.get(v.version, [])}
             for v in versions
         ])
         return
     output.err.print(f"{name}: {base}", soft_wrap=True)
-    table = Table("version", "size", "created", "test accuracy", "warm-up", "model.tflite")
+    table = Table("version", "labels", "size", "created", "test accuracy", "warm-up", "model.tflite")
     for v in versions:
-        table.add_row(str(v.version), _size(v.size_bytes), v.created.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                      _accuracy(v.test_accuracy), "yes" if v.has_warmup else "no", _tflite_cell(v.tflite))
+        table.add_row(str(v.version), ", ".join(labels.get(v.version, [])) or "-", _size(v.size_bytes),
+                      v.created.astimezone().strftime("%Y-%m-%d %H:%M:%S"), _accuracy(v.test_accuracy),
+                      "yes" if v.has_warmup else "no", _tflite_cell(v.tflite))
     output.out.print(table)
 
 

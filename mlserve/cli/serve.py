@@ -59,14 +59,19 @@ def serve(
     workspace = Workspace.current()
     model = settings.get("model_name", model_name)
     base = str(settings.model_base_path(model, model_base_path))
+    # The managed config (mlserve.rollout.managed): the server gets a config file that promote,
+    # canary and rollback can edit; a config with labels needs TF Serving's allow flag to start.
+    from mlserve.rollout import managed
+
+    config_file, extra = managed.serve_config(workspace.root, model, base, model_config_file, tfs_args)
     plan = lifecycle.make_plan(
         runtime=settings.get("runtime", runtime), model_name=model,
-        model_base_path=None if model_config_file else base, model_config_file=model_config_file,
+        model_base_path=None if config_file else base, model_config_file=config_file,
         grpc_port=settings.get("grpc_port", port), rest_port=settings.get("rest_port", rest_port),
         host=settings.get("host", host), poll_seconds=poll_seconds, batching=batching,
         batching_parameters_file=batching_parameters_file, monitoring=monitoring, name=name,
         ready_timeout=settings.get("ready_timeout", ready_timeout), gpu=gpu,
-        extra_flags=list(tfs_args or []), dry_run=dry_run, workspace=workspace, tflite=tflite)
+        extra_flags=extra, dry_run=dry_run, workspace=workspace, tflite=tflite)
     _say(f"Runtime: {plan.runtime.name} ({plan.reason})")
     if dry_run:
         sys.stdout.write(plan.command_line + "\n")

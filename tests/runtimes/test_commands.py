@@ -30,8 +30,10 @@ def dry(env: Env, *args: str, **extra: str) -> list[str]:
 def test_binary_cpu_command(env: Env, base_path: Path) -> None:
     argv = dry(env, "--runtime", "binary", "--model-base-path", str(base_path), "--port", "9000",
                "--rest-port", "9001")
-    assert argv == [TFS, "--port=9000", "--rest_api_port=9001", f"--model_name={MODEL}",
-                    f"--model_base_path={base_path}"]
+    # a base path is served through the managed model config (docs/rollout.md) that mlserve keeps
+    config = env.home / "configs" / f"{MODEL}.config"
+    assert argv == [TFS, "--port=9000", "--rest_api_port=9001", f"--model_config_file={config}"]
+    assert f'base_path: "{base_path}"' in config.read_text()
 
 
 def test_binary_every_option(env: Env, base_path: Path, tmp_path: Path) -> None:
@@ -41,8 +43,8 @@ def test_binary_every_option(env: Env, base_path: Path, tmp_path: Path) -> None:
                "--name", "srv", "--poll-seconds", "5", "--batching-parameters-file", str(batching),
                "--monitoring", "--", "--tensorflow_intra_op_parallelism=2")
     monitoring = env.home / "servers" / "srv.monitoring.config"
-    assert argv == [TFS, "--port=8500", "--rest_api_port=8501", "--model_name=m",
-                    f"--model_base_path={base_path}", "--file_system_poll_wait_seconds=5",
+    assert argv == [TFS, "--port=8500", "--rest_api_port=8501",
+                    f"--model_config_file={env.home / 'configs' / 'm.config'}", "--file_system_poll_wait_seconds=5",
                     "--enable_batching", f"--batching_parameters_file={batching}",
                     f"--monitoring_config_file={monitoring}", "--tensorflow_intra_op_parallelism=2"]
 
@@ -55,9 +57,10 @@ def test_docker_command(env: Env, base_path: Path, gpu: bool) -> None:
     expected += ["--gpus", "all"] if gpu else []
     expected += ["-p", "127.0.0.1:9000:8500", "-p", "127.0.0.1:9001:8501",
                  "--mount", f"type=bind,source={base_path},target=/models/{MODEL},readonly",
-                 "-e", f"MODEL_NAME={MODEL}",
+                 "--mount", f"type=bind,source={env.home / 'servers' / f'{MODEL}.models.docker.config'},"
+                            "target=/etc/mlserve/models.config,readonly",
                  "tensorflow/serving:2.19.1-gpu" if gpu else "tensorflow/serving:2.19.1",
-                 "--enable_batching"]
+                 "--model_config_file=/etc/mlserve/models.config", "--enable_batching"]
     assert argv == expected
 
 
@@ -94,8 +97,8 @@ def test_docker_model_config_file(env: Env, base_path: Path, tmp_path: Path) -> 
 def test_embedded_command(env: Env, base_path: Path) -> None:
     argv = dry(env, "--runtime", "embedded", "--model-base-path", str(base_path))
     assert argv == ["CUDA_VISIBLE_DEVICES=", sys.executable, "-m", "mlserve.server", "--port=8500",
-                    "--rest_api_port=8501", f"--model_name={MODEL}",
-                    f"--model_base_path={base_path}", "--host=127.0.0.1"]
+                    "--rest_api_port=8501", f"--model_config_file={env.home / 'configs' / f'{MODEL}.config'}",
+                    "--host=127.0.0.1"]
     # --gpu leaves the GPU visible to TensorFlow (dry-run skips the GPU check).
     assert dry(env, "--runtime", "embedded", "--model-base-path", str(base_path), "--gpu")[0] == sys.executable
 
