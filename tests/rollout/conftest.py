@@ -10,15 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from ports import free_port
+from servers import ServerProcess, launch_server
 
 MODEL = "labelled"
 CLASSES = {1: 1, 2: 2, 3: 3, 4: 5}  # version -> the digit it always answers
@@ -87,57 +83,21 @@ def config_file(base_path: Path, tmp_path: Path) -> Path:
     return path
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen
-    grpc: str
-    url: str
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(config: Path, log: Path, *extra: str, timeout: float = 120) -> Server:
-    """`python -m mlserve.server --model_config_file=...` on free ports, ready when MODEL is AVAILABLE."""
-    from mlserve.rollout.serverlink import ServerLink
-
-    grpc_port, rest_port = free_port(), free_port()
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_config_file={config}",
-             # TF Serving checks labels before it loads anything: without this flag a config with
-             # labels cannot start a server (TF Serving issues #1230, #1608)
-             "--allow_version_labels_for_unavailable_models", *extra],
-            stdout=sink, stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
-    server = Server(process, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}", log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with ServerLink(server.grpc, timeout=2) as link:
-                grpc_ready = bool(link.available(MODEL))
-            with urllib.request.urlopen(f"{server.url}/v1/models/{MODEL}", timeout=2) as response:
-                if grpc_ready and b"AVAILABLE" in response.read():
-                    return server
-        except Exception:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"server not ready in {timeout:g}s:\n{log.read_text()[-3000:]}")
+def start_server(config: Path, log: Path, *extra: str) -> ServerProcess:
+    """The shared test server (tests/servers.py) on `config`, ready when MODEL is AVAILABLE."""
+    return launch_server(
+        [f"--model_config_file={config}",
+         # TF Serving checks labels before it loads anything: without this flag a config with
+         # labels cannot start a server (TF Serving issues #1230, #1608)
+         "--allow_version_labels_for_unavailable_models",
+         # a version that fails to load fails at once (TF Serving's default retries 5 times,
+         # a minute apart), so a failed promote is seen in seconds
+         "--max_num_load_retries=0", *extra],
+        log, models=[MODEL])
 
 
 @pytest.fixture
-def server(config_file: Path, tmp_path: Path) -> Iterator[Server]:
+def server(config_file: Path, tmp_path: Path) -> Iterator[ServerProcess]:
     s = start_server(config_file, tmp_path / "server.log")
     yield s
     s.stop()

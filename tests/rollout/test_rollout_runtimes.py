@@ -63,7 +63,7 @@ def test_promote_through_the_record_then_predict_by_label_over_rest_and_grpc(
                 rows = rows["predictions"] if isinstance(rows, dict) else rows
                 assert {r["predicted"] for r in rows} == {CLASSES[version]}, (label, transport)
         for transport in ([], ["--grpc"]):  # bench addresses the label the same way
-            done = _run(env, "bench", "--label", "canary", "-c", "2", "-n", "20", "--warmup", "0", "--json",
+            done = _run(env, "bench", "--label", "canary", "-c", "2", "--requests", "20", "--warmup", "0", "--json",
                         *transport)
             assert done.returncode == 0, done.stderr
             assert [lv["errors"] for lv in json.loads(done.stdout)["levels"]] == [0]
