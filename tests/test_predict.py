@@ -99,9 +99,10 @@ def test_version_and_label_together_is_a_usage_error(digits_server) -> None:
 
 def test_image_files_black_on_white_are_inverted(digits_server, test_split, tmp_path) -> None:
     x, _ = test_split
-    # a digit as a person draws it: black ink on white paper, larger than 28×28, not square
-    paper = np.full((140, 100), 255, np.uint8)
-    paper[14:126, :] = 255 - np.asarray(Image.fromarray(x[0]).resize((100, 112)))
+    # a digit as a person draws it: black ink on white paper, larger than 28×28, the page not
+    # square (scaled evenly, so MNIST's framing gives back the original's proportions)
+    paper = np.full((140, 124), 255, np.uint8)
+    paper[14:126, 6:118] = 255 - np.asarray(Image.fromarray(x[0]).resize((112, 112)))
     Image.fromarray(paper).save(tmp_path / "seven.png")
     Image.fromarray(x[1]).convert("RGB").save(tmp_path / "two.jpg", quality=95)  # already MNIST-like
     proc = run_cli("predict", *_rest(digits_server), "--image", str(tmp_path / "seven.png"),
