@@ -2,24 +2,20 @@
 
 `digits_export(dst, seed)` writes a SavedModel with the course's exact signature (serving_default:
 `Conv1_input` float32 [-1,28,28,1] -> `softmax` float32 [-1,10]); models are exported once per
-session and copied, since an export costs seconds of TF graph building. `start_server(...)` runs
-`python -m mlserve.server` on free ports and waits until every model is AVAILABLE over gRPC.
+session and copied, since an export costs seconds of TF graph building. Servers come from the
+`start_server` fixture of tests/conftest.py (tests/servers.py: free ports, every model AVAILABLE).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pytest
 
-from ports import free_port
+from servers import ServerProcess, wait_available  # noqa: F401 - the server tests import them from here
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -126,83 +122,7 @@ def digits_batch(n: int = 2, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, 28, 28, 1), dtype=np.float32)
 
 
-@dataclass
-class ServerProcess:
-    proc: subprocess.Popen
-    grpc_port: int
-    rest_port: int
-    log_path: Path
-    args: list[str] = field(default_factory=list)
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-def wait_available(server: ServerProcess, models: list[str], timeout: float = 90) -> None:
-    """Poll GetModelStatus until every model has an AVAILABLE version; fail fast if the child dies."""
-    import grpc
-    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(server.grpc_target) as channel:
-        stub = model_service_pb2_grpc.ModelServiceStub(channel)
-        pending = list(models)
-        while pending:
-            if server.proc.poll() is not None:
-                raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                server.stop()
-                raise AssertionError(f"server not ready in {timeout}s:\n{server.log_text()[-3000:]}")
-            req = get_model_status_pb2.GetModelStatusRequest()
-            req.model_spec.name = pending[0]
-            try:
-                resp = stub.GetModelStatus(req, timeout=2)
-                if any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
-                       for s in resp.model_version_status):
-                    pending.pop(0)
-                    continue
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-
-
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """`start_server(*flags, models=[...])`: a real `python -m mlserve.server` on free ports, stopped
-    (SIGTERM, then SIGKILL) and reaped at teardown. REST is on (`--rest_api_port`) unless a flag says."""
-    started: list[ServerProcess] = []
-
-    def start(*flags: str, models: list[str] | None = None, wait: bool = True) -> ServerProcess:
-        grpc_port, rest_port = free_port(), free_port()
-        log_path = tmp_path / f"server-{len(started)}.log"
-        args = [sys.executable, "-m", "mlserve.server", f"--port={grpc_port}",
-                f"--rest_api_port={rest_port}", *flags]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-        server = ServerProcess(proc, grpc_port, rest_port, log_path, args)
-        started.append(server)
-        if wait:
-            wait_available(server, models or [MODEL_NAME])
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+# Servers: the `start_server` fixture of tests/conftest.py (tests/servers.py launches and waits).
 
 
 @pytest.fixture(scope="session")
