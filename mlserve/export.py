@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mlserve.atomic import replace_folder
 from mlserve.errors import ConflictError, DataError, NotFoundError, UsageError
 from mlserve.model import INPUT_NAME, OUTPUT_NAME, load_trained, read_record, resolve_model_path
 
@@ -195,14 +196,7 @@ def _move_into_place(tmp: Path, target: Path, *, force: bool) -> bool:
     if not force:  # appeared while we were writing
         raise ConflictError(f"version {target.name} appeared at {target} during the export",
                             hint="use --force to replace it")
-    old = target.with_name(f".old-{target.name}-{secrets.token_hex(4)}")
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)  # put the old version back rather than leave none
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, target)
     return True
 
 

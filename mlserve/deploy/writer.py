@@ -6,6 +6,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+from mlserve.atomic import replace_folder
 from mlserve.errors import ConflictError, UsageError
 
 
@@ -60,11 +61,4 @@ def _swap(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.rename(tmp, out)
         return
-    old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old, out)  # put the old folder back rather than leave none
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, out)
