@@ -245,13 +245,13 @@ class H2Server:
 
 
 def serve(flags: list[str]) -> int:
-    from h2load_grpc import _free_port
+    from mlserve.runtimes.process import free_port
 
     from mlserve.server.flags import parse_flags
     from mlserve.server.loopthread import LoopThread
     from mlserve.server.main import ModelServer
 
-    options = parse_flags(["--port=0", f"--rest_api_port={_free_port()}", *flags])
+    options = parse_flags(["--port=0", f"--rest_api_port={free_port()}", *flags])
     server = ModelServer(options)
     server.start()
     try:

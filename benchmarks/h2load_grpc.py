@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -37,6 +36,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mlserve.runtimes.process import free_port
 
 MODEL = "digits_model"
 INPUT = "Conv1_input"
@@ -103,12 +104,6 @@ def run_wrk(port: int, body: Path, seconds: int, connections: int, cpu: int | No
             "ok": fig["requests"] - fig["errors"]["status"], "failed": failed, "requests": fig["requests"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def check_grpc(port: int, batch: int) -> None:
     """One real Predict through the official stubs: the load's answers are then real answers."""
     import grpc
@@ -129,7 +124,7 @@ def check_grpc(port: int, batch: int) -> None:
 
 def start_server(model_base: Path, server_cpu: int | None, pythonpath: str | None, flags: list[str],
                  log: Path) -> tuple[subprocess.Popen, int, int]:
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_port(), free_port()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
