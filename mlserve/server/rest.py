@@ -12,6 +12,7 @@ mlserve extensions:
     GET  /v2/health/live         200 while the process serves
     GET  /v2/health/ready        200 when every model has an AVAILABLE version, else 503
 
+URLs are read as TF Serving reads them, query string included (`restpaths`).
 Errors are `{"error": "<message>"}` with TF Serving's status mapping (errors.HTTP_STATUS).
 Model calls never run on the event loop (but for a lone client, see `_start_inference`): a
 request is parsed, run and encoded in one hop to a `WorkerPool` (`--rest_api_num_threads`) or,
@@ -37,17 +38,13 @@ from mlserve.server.flags import ServerOptions, schedulable_cpus
 from mlserve.server.http import Connection, HttpConfig, HttpServer, Request
 from mlserve.server.loopthread import LoopThread
 from mlserve.server.requestlog import RequestLog
+from mlserve.server.restpaths import PREDICT_RE, STATUS_RE, V1_RE, VERBS, parse_target, version
 from mlserve.server.workers import WorkerPool
 
 log = logging.getLogger("mlserve.server.rest")
 
-_PREDICT_RE = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
-_STATUS_RE = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
 _JSON = b"application/json"
-_NOT_FOUND_HTML = (b"<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
-                   b"</BODY></HTML>\n")
+_HTML = b"text/html"  # libevent's evhttp_send_error page: text/html, then the connection closes
 INLINE_MAX_BYTES = 64 * 1024  # a lone client's predict this small runs on the loop
 Reply = Callable[[int, bytes, str], None]  # (HTTP status, body, TF Serving code)
 
@@ -108,18 +105,25 @@ class RestServer:
         return codecs.encode_error(message)
 
     def handle(self, conn: Connection, req: Request) -> None:
-        """Route one request (on the loop)."""
-        path = req.path
-        low = path.lower()
-        if low.startswith("/v1/"):
-            if low == "/v1/mlserve/models" and req.method == "GET":
-                self._finish(conn, req, path, 200, self._listing(), v1=False)
-                return
-            self._v1(conn, req, path)
+        """Route one request (on the loop) as TF Serving's net_http does (see `restpaths`)."""
+        target = parse_target(req.url.decode("latin-1"))
+        if target is None:
+            self._libevent_error(conn, req, 400, "Bad Request")
             return
-        # net_http looks handlers up by path and query together: a query string misses it (404).
-        if self.prom_enabled and req.url.decode("latin-1") == self.prom_path:
+        path, uri_path = target
+        if self.prom_enabled and path == self.prom_path:  # found by path; the handler sees the query
+            if uri_path != path:
+                self._finish(conn, req, path, 400, f"Unexpected path: {uri_path}. Should be {path}".encode(),
+                             content_type=b"text/plain", v1=False)
+                return
             self._finish(conn, req, path, 200, metrics.render(), content_type=b"text/plain", v1=False)
+            return
+        low = path.lower()
+        if low == "/v1/mlserve/models" and req.method == "GET":  # mlserve's own: the query is ignored
+            self._finish(conn, req, path, 200, self._listing(), v1=False)
+            return
+        if V1_RE.fullmatch(uri_path):
+            self._v1(conn, req, uri_path)
             return
         if low == "/v2/health/live" and req.method in ("GET", "HEAD"):
             self._finish(conn, req, path, 200, b"", content_type=None, v1=False)
@@ -128,8 +132,14 @@ class RestServer:
             ready = self.dataplane.ready() and not self.http.stopping
             self._finish(conn, req, path, 200 if ready else 503, b"", content_type=None, v1=False)
             return
-        self._finish(conn, req, path, 404, _NOT_FOUND_HTML, content_type=b"text/html; charset=ISO-8859-1",
-                     v1=False)
+        self._libevent_error(conn, req, 404, "Not Found")
+
+    def _libevent_error(self, conn: Connection, req: Request, status: int, reason: str) -> None:
+        """libevent's own error page (`evhttp_send_error`): text/html, and the connection closes."""
+        req.keep_alive = False
+        body = (f"<HTML><HEAD>\n<TITLE>{status} {reason}</TITLE>\n</HEAD><BODY>\n<H1>{reason}</H1>\n"
+                "</BODY></HTML>\n").encode()
+        self._finish(conn, req, req.path, status, body, content_type=_HTML, v1=False)
 
     def _finish(self, conn: Connection, req: Request, path: str, status: int, body: bytes, *,
                 content_type: bytes | None = _JSON, api: str = "", model: str = "", code: str = "",
@@ -165,14 +175,15 @@ class RestServer:
                 self._start_inference(conn, req, path, ref, api)
                 return
             if method == "GET":
-                m = _STATUS_RE.fullmatch(path)
+                m = STATUS_RE.fullmatch(path)
                 if m is None:
                     raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
                 model = unquote(m.group(1) or "")
                 if not model:
                     raise ServingError("INVALID_ARGUMENT", "Missing model name in request.")
-                ref = ModelRef(model, _version(m.group(2)), unquote(m.group(3)) if m.group(3) else None)
-                body = self._metadata(ref) if m.group(4) else self._status(ref)
+                ref = ModelRef(model, version(m.group(2)), unquote(m.group(3)) if m.group(3) else None)
+                # the regex ignores case, the subresource test does not: /METADATA is a status request
+                body = self._metadata(ref) if m.group(4) == "metadata" else self._status(ref)
                 self._finish(conn, req, path, 200, body, model=model, code="OK")
                 return
             raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
@@ -186,11 +197,13 @@ class RestServer:
         """The model and API a POST path names; cached, as clients post to the same few URLs."""
         route = self._routes.get(path)
         if route is None:
-            m = _PREDICT_RE.fullmatch(path)
-            if m is None:
+            m = PREDICT_RE.fullmatch(path)
+            if m is None or m.group(4) not in VERBS:  # the regex ignores case, the verb test does not
+                if m is not None:
+                    version(m.group(2))  # ParseModelInfo reads the version before the verb is tested
                 raise ServingError("INVALID_ARGUMENT", f"Malformed request: POST {path}")
-            ref = ModelRef(unquote(m.group(1)), _version(m.group(2)), unquote(m.group(3)) if m.group(3) else None)
-            route = (ref, m.group(4).lower())
+            ref = ModelRef(unquote(m.group(1)), version(m.group(2)), unquote(m.group(3)) if m.group(3) else None)
+            route = (ref, m.group(4))
             if len(self._routes) >= 1024:
                 self._routes.clear()
             self._routes[path] = route
@@ -347,17 +360,6 @@ class _Answer:
         self.done = True
         self.server._finish(self.conn, self.req, self.path, status, body, api=self.api, model=self.model,
                             code=code)
-
-
-def _version(text: str | None) -> int | None:
-    if not text:
-        return None
-    if len(text) > 19:  # past int64 for sure; and int() refuses over 4,300 digits (a 500 before)
-        raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {text[:64]} to numeric.")
-    value = int(text)
-    if value >= 2**63:
-        raise ServingError("INVALID_ARGUMENT", f"Failed to convert version: {text} to numeric.")
-    return value
 
 
 def serve_rest(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog) -> LoopThread:

@@ -167,14 +167,3 @@ def test_multi_inference_checks_in_tf_servings_order(hp2: ServerProcess) -> None
                                          (NAME, "classify_x_to_y", classify)), timeout=30)
         assert [r.regression_result.regressions[0].value for r in ok.results[:2]] == [2.5, 3.5]
         assert ok.results[2].classification_result.classifications[0].classes[0].score == 2.5
-
-
-def test_monitoring_path_with_a_query_string_is_not_found(start_server: Callable[..., ServerProcess],
-                                                          half_plus_two_base: Path, tmp_path: Path) -> None:
-    """net_http finds handlers by path and query together (http_server.cc registers the exact path)."""
-    monitoring = tmp_path / "monitoring.config"
-    monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }')
-    server = start_server(f"--model_name={NAME}", f"--model_base_path={half_plus_two_base}",
-                          f"--monitoring_config_file={monitoring}", models=[NAME])
-    assert requests.get(_url(server, "/monitoring/prometheus/metrics"), timeout=30).status_code == 200
-    assert requests.get(_url(server, "/monitoring/prometheus/metrics?name=x"), timeout=30).status_code == 404
