@@ -82,13 +82,37 @@ def examples(request_input: Any) -> np.ndarray:
     return out
 
 
+def _dtype_name(t: np.ndarray) -> str:
+    """TensorFlow's `DataType_Name` of an output array ("DT_FLOAT")."""
+    if t.dtype.kind in "OSU":
+        return "DT_STRING"
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+
+    return types_pb2.DataType.Name(tf.as_dtype(t.dtype).as_datatype_enum)
+
+
+def _shape(t: np.ndarray) -> str:
+    """`TensorShape::DebugString`: "[2,3]"."""
+    return "[" + ",".join(str(d) for d in t.shape) + "]"
+
+
 def fill_classification(outputs: dict[str, np.ndarray], n: int, result: Any) -> None:
-    """classifier.cc `PostProcessClassificationResult`."""
+    """classifier.cc `PostProcessClassificationResult`: its checks in its order."""
     classes, scores = outputs.get("classes"), outputs.get("scores")
-    for name, t in (("classes", classes), ("scores", scores)):
-        if t is not None and (t.ndim != 2 or t.shape[0] != n):
-            raise ServingError("INVALID_ARGUMENT", f"Expected Tensor shape: [batch_size num_classes] "
-                               f"but got {list(t.shape)} for {name}")
+    for name, t, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
+        if t is None:
+            continue
+        if t.ndim != 2:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Expected Tensor shape: [batch_size num_classes] but got {_shape(t)}")
+        if _dtype_name(t) != dtype:
+            raise ServingError("INVALID_ARGUMENT", f"Expected {name} Tensor of {dtype}. Got: {_dtype_name(t)}")
+        if t.shape[0] != n:
+            raise ServingError("INVALID_ARGUMENT", f"Expected {name} output batch size of {n}. Got: {t.shape[0]}")
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise ServingError("INVALID_ARGUMENT", "Tensors class and score should match in dim_size(1). "
+                           f"Got {classes.shape[1]} vs. {scores.shape[1]}")
     num_classes = (classes if classes is not None else scores).shape[1]
     for i in range(n):
         c = result.classifications.add()
@@ -96,17 +120,22 @@ def fill_classification(outputs: dict[str, np.ndarray], n: int, result: Any) -> 
             cls = c.classes.add()
             if classes is not None:
                 v = classes[i, j]
-                cls.label = v.decode() if isinstance(v, bytes) else str(v)
+                cls.label = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
             if scores is not None:
                 cls.score = float(scores[i, j])
 
 
 def fill_regression(outputs: dict[str, np.ndarray], n: int, result: Any) -> None:
-    """regressor.cc `PostProcessRegressionResult`."""
+    """regressor.cc `PostProcessRegressionResult`: its checks in its order."""
     out = outputs["outputs"]
-    if not (out.shape == (n,) or out.shape == (n, 1)):
+    if not (out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)):
         raise ServingError("INVALID_ARGUMENT", "Expected output Tensor shape to be either [batch_size] or "
-                           f"[batch_size, 1] but got {list(out.shape)}")
+                           f"[batch_size, 1] but got {_shape(out)}")
+    if out.shape[0] != n:
+        raise ServingError("INVALID_ARGUMENT",
+                           f"Input batch size did not match output batch size: {n} vs. {out.shape[0]}")
+    if _dtype_name(out) != "DT_FLOAT":
+        raise ServingError("INVALID_ARGUMENT", f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(out)}")
     for v in out.reshape(n):
         result.regressions.add().value = float(v)
 
