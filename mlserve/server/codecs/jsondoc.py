@@ -52,30 +52,48 @@ def _depth_exceeds(doc: Any, limit: int) -> bool:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object; INVALID_ARGUMENT (HTTP 400) worded like TF Serving."""
+    """The request body as a JSON object; INVALID_ARGUMENT (HTTP 400) worded like TF Serving:
+    rapidjson's message and offset (`rapidjson.locate`) for a body it refuses."""
     if not body:
-        raise bad(rapidjson.parse_error("empty", body, 0))
+        raise bad("JSON Parse error: The document is empty")  # json_tensor.cc, before rapidjson
+    skip = _bom_length(body)
     try:
-        doc = orjson.loads(body)
+        doc = orjson.loads(body[skip:] if skip else body)
     except orjson.JSONDecodeError as e:
-        # orjson has no NaN/Infinity literals; TF Serving (rapidjson kParseNanAndInfFlag) has.
-        if b"NaN" in body or b"Infinity" in body:
-            try:
-                doc = json.loads(body)
-            except RecursionError:
-                raise bad("JSON Parse error: nesting too deep at offset: 0") from None
-            except ValueError as e2:
-                pos = getattr(e2, "pos", 0)
-                raise bad(rapidjson.parse_error(getattr(e2, "msg", str(e2)), body, pos)) from None
-            if _depth_exceeds(doc, MAX_RANK + 2):
-                raise bad(f"JSON Parse error: nesting deeper than {MAX_RANK + 2} levels") from None
-        elif "after document" in e.msg:
+        located = rapidjson.locate(body)
+        if located is not None:
+            raise bad(f"JSON Parse error: {located[0]} at offset: {located[1]}") from None
+        if "after document" in e.msg:
             # rapidjson kParseStopWhenDoneFlag (json_tensor.cc): what follows the document is ignored
-            return parse_json(body[:e.pos])
-        else:
-            raise bad(rapidjson.parse_error(e.msg, body, e.pos)) from None
+            return parse_json(body[:skip + e.pos])
+        doc = _parse_as_rapidjson_does(body[skip:], e)
     if not isinstance(doc, dict):
         raise bad(f"JSON Value: {debug_string(doc)} Is not object")
+    return doc
+
+
+def _bom_length(body: bytes) -> int:
+    """The bytes rapidjson's UTF-8 MemoryStream skips at the start: EF, BB, BF, each in turn."""
+    n = 0
+    for bom in (0xEF, 0xBB, 0xBF):
+        if n < len(body) and body[n] == bom:
+            n += 1
+    return n
+
+
+def _parse_as_rapidjson_does(body: bytes, e: orjson.JSONDecodeError) -> Any:
+    """A body rapidjson parses but orjson refuses: NaN and Infinity literals (kParseNanAndInfFlag)
+    or a number past the double range that rapidjson rounds to infinity; Python's json reads both."""
+    if "surrogate" in e.msg:  # rapidjson keeps a lone surrogate as its bytes; a str cannot
+        raise bad(rapidjson.parse_error(e.msg, body, e.pos))
+    try:
+        doc = json.loads(body)
+    except RecursionError:
+        raise bad("JSON Parse error: nesting too deep at offset: 0") from None
+    except ValueError as e2:  # what neither reads (invalid UTF-8, "Inf"): orjson's error in rapidjson's words
+        raise bad(rapidjson.parse_error(e.msg, body, e.pos)) from None
+    if _depth_exceeds(doc, MAX_RANK + 2):
+        raise bad(f"JSON Parse error: nesting deeper than {MAX_RANK + 2} levels") from None
     return doc
 
 
