@@ -38,7 +38,7 @@ from mlserve.server.flags import ServerOptions, schedulable_cpus
 from mlserve.server.http import Connection, HttpConfig, HttpServer, Request
 from mlserve.server.loopthread import LoopThread
 from mlserve.server.requestlog import RequestLog
-from mlserve.server.restpaths import PREDICT_RE, STATUS_RE, V1_RE, VERBS, parse_target, version
+from mlserve.server.restpaths import LIBEVENT_METHODS, PREDICT_RE, STATUS_RE, V1_RE, VERBS, parse_target, version
 from mlserve.server.workers import WorkerPool
 
 log = logging.getLogger("mlserve.server.rest")
@@ -106,6 +106,9 @@ class RestServer:
 
     def handle(self, conn: Connection, req: Request) -> None:
         """Route one request (on the loop) as TF Serving's net_http does (see `restpaths`)."""
+        if req.method not in LIBEVENT_METHODS:
+            self._libevent_error(conn, req, 501, "Not Implemented")
+            return
         target = parse_target(req.url.decode("latin-1"))
         if target is None:
             self._libevent_error(conn, req, 400, "Bad Request")

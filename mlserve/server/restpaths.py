@@ -3,6 +3,7 @@ target, and how its handler's regular expressions read it. Facts from TF Serving
 `util/net_http/server/internal/evhttp_request.cc` and `evhttp_server.cc`,
 `model_servers/http_server.cc`, `http_rest_api_util.cc`, and libevent 2.1.12's `evhttp_uri_parse`.
 
+- libevent answers a method net_http does not allow (TRACE, CONNECT, any other) 501.
 - net_http parses the target strictly (RFC 3986 characters only, `%` followed by two hex digits);
   a target it cannot parse is answered 400 with libevent's HTML page.
 - Handlers registered for a path (the Prometheus page) are found by the path alone; the REST
@@ -24,6 +25,8 @@ PREDICT_RE = re.compile(
 STATUS_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I | re.A)
 VERBS = ("classify", "regress", "predict")
+# evhttp_server.cc's evhttp_set_allowed_methods; libevent answers any other method 501
+LIBEVENT_METHODS = frozenset(("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"))
 
 _PCHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2}"  # libevent end_of_path, strict
 _TARGET_RE = re.compile(rf"((?:{_PCHAR})*)(?:\?((?:{_PCHAR}|\?)*))?(?:#((?:{_PCHAR}|\?)*))?")

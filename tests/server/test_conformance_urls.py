@@ -96,17 +96,19 @@ def test_monitoring_path_is_found_by_path_and_refuses_a_query(server: ServerProc
     assert body == f"Unexpected path: {PROM}?name=x. Should be {PROM}".encode()
 
 
-@pytest.mark.parametrize("target,status,reason", [
-    ("/nothing/here?x=1", 404, "Not Found"),
-    ("/v1/models/half%zz", 400, "Bad Request"),  # `%` must be followed by two hex digits
-    ('/v1/models/{"a"}', 400, "Bad Request"),  # outside RFC 3986's characters
-    ("/v1/models/x#a#b", 400, "Bad Request"),
+@pytest.mark.parametrize("method,target,status,reason", [
+    ("TRACE", f"/v1/models/{NAME}", 501, "Not Implemented"),  # evhttp_set_allowed_methods (evhttp_server.cc)
+    ("PROPFIND", "/v1/models/x", 501, "Not Implemented"),
+    ("GET", "/nothing/here?x=1", 404, "Not Found"),
+    ("GET", "/v1/models/half%zz", 400, "Bad Request"),  # `%` must be followed by two hex digits
+    ("GET", '/v1/models/{"a"}', 400, "Bad Request"),  # outside RFC 3986's characters
+    ("POST", "/v1/models/x#a#b", 400, "Bad Request"),
 ])
-def test_targets_net_http_refuses_get_libevents_page(server: ServerProcess, target: str, status: int,
-                                                     reason: str) -> None:
-    """evhttp_uri_parse (strict) fails: 400; no handler: 404; both libevent's evhttp_send_error
-    page, text/html, connection closed."""
-    got, headers, body = _raw(server, "GET", target)
+def test_requests_net_http_refuses_get_libevents_page(server: ServerProcess, method: str, target: str,
+                                                      status: int, reason: str) -> None:
+    """A method not allowed: 501; evhttp_uri_parse (strict) fails: 400; no handler: 404; each
+    libevent's evhttp_send_error page, text/html, connection closed."""
+    got, headers, body = _raw(server, method, target)
     assert (got, headers["content-type"], headers.get("connection")) == (status, "text/html", "close")
     assert body == (f"<HTML><HEAD>\n<TITLE>{status} {reason}</TITLE>\n</HEAD><BODY>\n<H1>{reason}</H1>\n"
                     "</BODY></HTML>\n").encode()
