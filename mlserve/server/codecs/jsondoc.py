@@ -82,12 +82,12 @@ def _bom_length(body: bytes) -> int:
 
 
 def _parse_as_rapidjson_does(body: bytes, e: orjson.JSONDecodeError) -> Any:
-    """A body rapidjson parses but orjson refuses: NaN and Infinity literals (kParseNanAndInfFlag)
-    or a number past the double range that rapidjson rounds to infinity; Python's json reads both."""
+    """A body rapidjson parses but orjson refuses: NaN and Inf literals (kParseNanAndInfFlag) or a
+    number past the double range that rapidjson rounds to infinity; Python's json reads both."""
     if "surrogate" in e.msg:  # rapidjson keeps a lone surrogate as its bytes; a str cannot
         raise bad(rapidjson.parse_error(e.msg, body, e.pos))
     try:
-        doc = json.loads(body)
+        doc = json.loads(rapidjson.standard_literals(body))
     except RecursionError:
         raise bad("JSON Parse error: nesting too deep at offset: 0") from None
     except ValueError as e2:  # what neither reads (invalid UTF-8, "Inf"): orjson's error in rapidjson's words

@@ -117,8 +117,9 @@ _ESCAPES = frozenset(b'"\\/bfnrt')
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _DIGITS = frozenset(b"0123456789")
 # A run of plain numbers and commas in an array: numbers ParseNumber reads without any error
-# (at most 16 integer digits, 2 exponent digits), matched in C so large tensors scan quickly.
-_SAFE_NUMBER = rb"-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?(?![0-9eE.])"
+# (at most 16 integer digits, 2 exponent digits; NaN and Infinity as Python's json spells them),
+# matched in C so large tensors scan quickly.
+_SAFE_NUMBER = rb"(?:-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?|NaN|-?Infinity)(?![0-9eE.])"
 _NUMBER_RUN = re.compile(rb"[ \t\n\r]*%s(?:[ \t\n\r]*,[ \t\n\r]*%s)*" % (_SAFE_NUMBER, _SAFE_NUMBER))
 _PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"')
 
@@ -146,7 +147,19 @@ def locate(body: bytes) -> tuple[str, int] | None:
     return None
 
 
-def _walk(body: bytes) -> None:
+def standard_literals(body: bytes) -> bytes:
+    """`body` (which rapidjson parses) with rapidjson's extra NaN/Inf spellings ("Inf", "-Inf",
+    "-NaN") written as Python's json reads them."""
+    literals: list[tuple[int, int, bytes]] = []
+    _walk(body, literals)
+    parts, last = [], 0
+    for start, end, text in literals:
+        parts += [body[last:start], text]
+        last = end
+    return b"".join(parts) + body[last:]
+
+
+def _walk(body: bytes, literals: list[tuple[int, int, bytes]] | None = None) -> None:
     n = len(body)
     nul = body.find(b"\0")
     if nul >= 0:  # MemoryStream's Peek() reads a NUL byte as the end of the input
@@ -216,7 +229,7 @@ def _walk(body: bytes) -> None:
                     return
                 continue
         elif state in (_START, _COLON, _ARR_INIT, _ELEM_COMMA):  # any other byte starts a value
-            pos = _scalar(body, pos, n)
+            pos = _scalar(body, pos, n, literals)
             state = {_START: _FINISH, _COLON: _MEMBER}.get(state, _ELEMENT)
             if state == _FINISH:
                 return
@@ -267,7 +280,7 @@ def _hex4(body: bytes, pos: int, n: int, start: int) -> int:
     return pos + 4
 
 
-def _scalar(body: bytes, pos: int, n: int) -> int:
+def _scalar(body: bytes, pos: int, n: int, literals: list | None = None) -> int:
     """ParseNull/True/False/Number at `pos`; the offset after it."""
     c = body[pos]
     for word in (b"null", b"true", b"false"):
@@ -276,10 +289,10 @@ def _scalar(body: bytes, pos: int, n: int) -> int:
                 if pos + i >= n or body[pos + i] != word[i]:
                     raise _Error(VALUE_INVALID, pos + i)
             return pos + len(word)
-    return _number(body, pos, n)
+    return _number(body, pos, n, literals)
 
 
-def _number(body: bytes, pos: int, n: int) -> int:
+def _number(body: bytes, pos: int, n: int, literals: list | None = None) -> int:
     """ParseNumber: where it stops, or its error (the double arithmetic as rapidjson does it)."""
     start = pos
 
@@ -317,6 +330,8 @@ def _number(body: bytes, pos: int, n: int) -> int:
                 if peek() != ch:
                     raise _Error(VALUE_INVALID, pos)
                 pos += 1
+        if literals is not None:  # NaN takes no sign in rapidjson; Inf is Infinity
+            literals.append((start, pos, b"NaN" if word == b"NaN" else b"-Infinity" if minus else b"Infinity"))
         # and on to the fraction and exponent, as rapidjson goes on
     else:
         raise _Error(VALUE_INVALID, pos)
