@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 DOCUMENT_EMPTY = "The document is empty."
 ROOT_NOT_SINGULAR = "The document root must not be followed by other values."
 VALUE_INVALID = "Invalid value."
@@ -116,11 +118,12 @@ _WS = b" \t\n\r"
 _ESCAPES = frozenset(b'"\\/bfnrt')
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _DIGITS = frozenset(b"0123456789")
-# A run of plain numbers and commas in an array: numbers ParseNumber reads without any error
-# (at most 16 integer digits, 2 exponent digits; NaN and Infinity as Python's json spells them),
-# matched in C so large tensors scan quickly.
-_SAFE_NUMBER = rb"(?:-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?|NaN|-?Infinity)(?![0-9eE.])"
-_NUMBER_RUN = re.compile(rb"[ \t\n\r]*%s(?:[ \t\n\r]*,[ \t\n\r]*%s)*" % (_SAFE_NUMBER, _SAFE_NUMBER))
+# Runs of array elements skipped at C speed so that a large tensor scans quickly: plain strings,
+# or numbers (no exponent, no 300-digit run: none can be too big) and nested arrays of them, each
+# run checked by orjson, whose grammar for these is rapidjson's.
+_STRING_RUN = re.compile(rb'(?:[ \t\n\r]*"[^"\\\x00-\x1f]*"[ \t\n\r]*,)+')
+_NUMERIC_RUN = re.compile(rb"[0-9.\-,\[\] \t\n\r]*")
+_LONG_DIGITS = re.compile(rb"[0-9]{300}")
 _PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"')
 
 # IterativeParsingState
@@ -170,6 +173,7 @@ def _walk(body: bytes, literals: list[tuple[int, int, bytes]] | None = None) -> 
             pos += 1
     stack: list[int] = []  # the state to return to when the open bracket closes
     state = _START
+    skip = _Skipper(body, n)
     while True:
         while pos < n and body[pos] in _WS:
             pos += 1
@@ -182,9 +186,7 @@ def _walk(body: bytes, literals: list[tuple[int, int, bytes]] | None = None) -> 
                 state = _ARR_INIT if c == 0x5B else _OBJ_INIT
                 pos += 1
                 if state == _ARR_INIT:
-                    m = _NUMBER_RUN.match(body, pos, n)
-                    if m:
-                        pos, state = m.end(), _ELEMENT
+                    pos, state = skip.elements(pos, state)
                 continue
         elif c == 0x5D:  # ]
             if state == _ELEM_COMMA:
@@ -210,9 +212,7 @@ def _walk(body: bytes, literals: list[tuple[int, int, bytes]] | None = None) -> 
                 continue
             if state == _ELEMENT:
                 state, pos = _ELEM_COMMA, pos + 1
-                m = _NUMBER_RUN.match(body, pos, n)
-                if m:
-                    pos, state = m.end(), _ELEMENT
+                pos, state = skip.elements(pos, state)
                 continue
         elif c == 0x3A:  # :
             if state == _KEY:
@@ -237,6 +237,42 @@ def _walk(body: bytes, literals: list[tuple[int, int, bytes]] | None = None) -> 
         raise _Error(_ERROR_AT_STATE[state], pos)
     if state != _FINISH:
         raise _Error(_ERROR_AT_STATE[state], pos)
+
+
+class _Skipper:
+    """Skips runs of complete array elements that orjson accepts (see `_NUMERIC_RUN`)."""
+
+    def __init__(self, body: bytes, n: int) -> None:
+        self.body, self.n = body, n
+        self.run_end = -1  # where the current numeric run ends
+        self.given_up = -1  # a run that would not validate: left to the walker
+
+    def elements(self, pos: int, state: int) -> tuple[int, int]:
+        """(pos, state) after the longest run of `elem,` at `pos` that validates, else unchanged."""
+        body, n = self.body, self.n
+        m = _STRING_RUN.match(body, pos, n)
+        if m:
+            return m.end(), _ELEM_COMMA
+        if pos >= self.run_end:
+            self.run_end = _NUMERIC_RUN.match(body, pos, n).end()
+        if self.run_end - pos < 16 or self.given_up == self.run_end:
+            return pos, state
+        seq = body[pos:self.run_end]
+        limit = len(seq)
+        for _ in range(4):
+            cut = max(seq.rfind(b",", 0, limit), seq.rfind(b"],", 0, limit) + 1)
+            for c in (cut, seq.rfind(b"],", 0, limit) + 1):
+                if c <= 0 or _LONG_DIGITS.search(seq, 0, c):
+                    continue
+                try:
+                    if orjson.loads(b"[" + seq[:c] + b"]"):
+                        return pos + c + 1, _ELEM_COMMA
+                except orjson.JSONDecodeError as e:
+                    limit = min(limit, max(e.pos - 1, 0))
+            if limit <= 0:
+                break
+        self.given_up = self.run_end
+        return pos, state
 
 
 def _string(body: bytes, pos: int, n: int) -> int:
