@@ -103,7 +103,7 @@ _ROWS = b"[0.1, 0.2, 0.3], " * 20_000
 ])
 def test_long_malformed_tensors_are_located_exactly(body: bytes, expected: tuple[str, int]) -> None:
     """Runs of elements are skipped at C speed (orjson checks them); the error is still rapidjson's."""
-    from mlserve.server.codecs.rapidjson import locate
+    from mlserve.server.codecs.rapidreader import locate
 
     assert locate(body) == expected
 

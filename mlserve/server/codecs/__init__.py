@@ -2,6 +2,7 @@
 
 - `rules`: TF Serving's dtype names and integer ranges, written once;
 - `jsondoc`: a body as a JSON document, with TF Serving's error wording; `signature_name`;
+- `rapidjson`, `rapidreader`: rapidjson's parse-error messages, and where its reader stops;
 - `fastpath`: a large numeric tensor read by simdjson straight into a buffer (agrees with the
   exact path; a test holds them equal);
 - `decode`: JSON predict requests to numpy tensors;

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import orjson
 
-from mlserve.server.codecs import rapidjson
+from mlserve.server.codecs import rapidjson, rapidreader
 from mlserve.server.codecs.rules import MAX_RANK, bad
 
 _DEBUG_STRING_BYTES = 256  # TF Serving truncates JSON values quoted in errors to this size
@@ -53,14 +53,14 @@ def _depth_exceeds(doc: Any, limit: int) -> bool:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object; INVALID_ARGUMENT (HTTP 400) worded like TF Serving:
-    rapidjson's message and offset (`rapidjson.locate`) for a body it refuses."""
+    rapidjson's message and offset (`rapidreader.locate`) for a body it refuses."""
     if not body:
         raise bad("JSON Parse error: The document is empty")  # json_tensor.cc, before rapidjson
     skip = _bom_length(body)
     try:
         doc = orjson.loads(body[skip:] if skip else body)
     except orjson.JSONDecodeError as e:
-        located = rapidjson.locate(body)
+        located = rapidreader.locate(body)
         if located is not None:
             raise bad(f"JSON Parse error: {located[0]} at offset: {located[1]}") from None
         if "after document" in e.msg:
@@ -87,7 +87,7 @@ def _parse_as_rapidjson_does(body: bytes, e: orjson.JSONDecodeError) -> Any:
     if "surrogate" in e.msg:  # rapidjson keeps a lone surrogate as its bytes; a str cannot
         raise bad(rapidjson.parse_error(e.msg, body, e.pos))
     try:
-        doc = json.loads(rapidjson.standard_literals(body))
+        doc = json.loads(rapidreader.standard_literals(body))
     except RecursionError:
         raise bad("JSON Parse error: nesting too deep at offset: 0") from None
     except ValueError as e2:  # what neither reads (invalid UTF-8, "Inf"): orjson's error in rapidjson's words
