@@ -6,7 +6,8 @@ at start) and applies the version policy with TF Serving's availability-preservi
 version is loaded and warmed up *before* the versions it replaces are unloaded, a version that
 fails to load ends with its error in `status()` and never replaces a good one, and a model whose
 folder vanishes keeps serving what it has. `start()` does the first scan synchronously, like
-tensorflow_model_server, which only opens its ports once the initial versions are loaded.
+tensorflow_model_server, which only opens its ports once the initial versions are loaded. Turning
+one version folder into a servable (load, warm-up, retries) is `mlserve.server.loader`'s.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from typing import Any, Callable, Sequence
 from mlserve.server import config as config_mod
 from mlserve.server.config import ModelConfig
 from mlserve.server.errors import ServingError
+from mlserve.server.loader import LoadError, LoadOptions, load_with_retries, sid
 from mlserve.server.servable import Servable
-from mlserve.server.tflite_servable import TFLiteOptions, fingerprint, load_servable
+from mlserve.server.tflite_servable import TFLiteOptions, fingerprint
 
 log = logging.getLogger("mlserve.server")
 
@@ -58,10 +60,6 @@ class _Model:
     warned_empty: bool = False
 
 
-def _sid(name: str, version: int) -> str:
-    return f"{{name: {name} version: {version}}}"
-
-
 def scan_versions(base_path: str | Path) -> dict[int, Path]:
     """Integer-named folders holding a saved_model.pb; other names (.tmp-3-x, logs) are ignored."""
     found: dict[int, Path] = {}
@@ -81,10 +79,6 @@ def scan_versions(base_path: str | Path) -> dict[int, Path]:
     return found
 
 
-def _fingerprint(path: Path) -> tuple:
-    return fingerprint(path)  # saved_model.pb and model.tflite
-
-
 def _as_models(config: Any) -> list[ModelConfig]:
     if hasattr(config, "WhichOneof"):
         return config_mod.from_proto(config)
@@ -101,16 +95,14 @@ class ModelManager:
                  tflite: TFLiteOptions | None = None,
                  max_num_load_retries: int = 0, load_retry_interval_s: float = 0) -> None:
         self.poll_seconds = poll_seconds
-        self.tflite = tflite
-        self.enable_warmup = enable_warmup
-        self.warmup_iterations = warmup_iterations
-        self.tags = tuple(tags)
+        # TF Serving's LoaderHarness: a failed load is retried this many times, this far apart.
+        self.load_options = LoadOptions(
+            tags=tuple(tags), tflite=tflite, enable_warmup=enable_warmup,
+            warmup_iterations=warmup_iterations, max_num_load_retries=max(0, max_num_load_retries),
+            load_retry_interval_s=max(0.0, load_retry_interval_s))
         self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self.config_file = config_file
         self.config_poll_seconds = config_poll_seconds
-        # TF Serving's LoaderHarness: a failed load is retried this many times, this far apart.
-        self.max_num_load_retries = max(0, max_num_load_retries)
-        self.load_retry_interval_s = max(0.0, load_retry_interval_s)
         self._models: dict[str, _Model] = {}
         self._labels: dict[str, dict[str, int]] = {}
         # name -> {version: Servable}; replaced whole on every change so `get` needs no lock.
@@ -346,7 +338,7 @@ class ModelManager:
             current = model.versions.get(version)
             if current and current.state == "AVAILABLE":
                 continue
-            fp = _fingerprint(on_disk[version])
+            fp = fingerprint(on_disk[version])  # saved_model.pb and model.tflite
             if current and current.state == "END" and current.error_code != "OK" and current.fingerprint == fp:
                 continue  # failed before and unchanged since: do not retry in a loop
             self._load(model, version, on_disk[version], fp)
@@ -380,50 +372,27 @@ class ModelManager:
         name = model.config.name
         v = _Version(version, path, fingerprint=fp)
         self._set_state(model, v, "START")
-        log.info("Approving load for servable version %s", _sid(name, version))
+        log.info("Approving load for servable version %s", sid(name, version))
         self._set_state(model, v, "LOADING")
-        log.info("Loading servable version %s", _sid(name, version))
+        log.info("Loading servable version %s", sid(name, version))
         started = time.perf_counter()
-        attempt = 0
-        while True:
-            try:
-                servable = self._load_once(name, version, path)
-                break
-            except Exception as e:  # any load failure is reported in status, never fatal
-                if isinstance(e, ServingError):
-                    code, msg = (e.code if e.code != "OK" else "UNKNOWN"), e.message
-                else:
-                    msg = f"{type(e).__name__}: {e}".strip()
-                    code = ("UNKNOWN" if not isinstance(e, (OSError, ValueError))
-                            else "NOT_FOUND" if isinstance(e, FileNotFoundError) else "INVALID_ARGUMENT")
-                log.error("Loading servable: %s failed: %s", _sid(name, version), msg)
-                if attempt >= self.max_num_load_retries or not model.configured or \
-                        self._stop.wait(self.load_retry_interval_s) or not model.configured:
-                    self._set_state(model, v, "END", code, msg)
-                    return
-                attempt += 1
-                log.info("Retrying of Loading servable: %s retry: %d", _sid(name, version), attempt)
-        v.servable = servable
-        self._set_state(model, v, "AVAILABLE")
-        log.info("Successfully loaded servable version %s (%.2fs)", _sid(name, version),
-                 time.perf_counter() - started)
 
-    def _load_once(self, name: str, version: int, path: Path) -> Servable:
-        """Load one version and replay its warm-up (both are the load, as in TF Serving)."""
-        servable = load_servable(name, version, path, tags=self.tags, tflite=self.tflite)
-        if self.enable_warmup:
-            t0 = time.perf_counter()
-            n = servable.warmup(self.warmup_iterations or 1)
-            if n:
-                log.info("Finished reading warmup data for model at %s. Number of warmup records read: "
-                         "%d. Elapsed time (microseconds): %d.", path / "assets.extra" /
-                         "tf_serving_warmup_requests", n, (time.perf_counter() - t0) * 1e6)
-        return servable
+        def give_up(wait_s: float) -> bool:  # stop retrying once the model leaves the config
+            return not model.configured or self._stop.wait(wait_s) or not model.configured
+
+        try:
+            v.servable = load_with_retries(name, version, path, self.load_options, give_up)
+        except LoadError as e:
+            self._set_state(model, v, "END", e.code, e.message)
+            return
+        self._set_state(model, v, "AVAILABLE")
+        log.info("Successfully loaded servable version %s (%.2fs)", sid(name, version),
+                 time.perf_counter() - started)
 
     def _unload(self, model: _Model, v: _Version) -> None:
         name = model.config.name
-        log.info("Unloading servable version %s", _sid(name, v.version))
+        log.info("Unloading servable version %s", sid(name, v.version))
         self._set_state(model, v, "UNLOADING")
         v.servable = None  # in-flight requests keep their own reference until they finish
         self._set_state(model, v, "END")
-        log.info("Done unloading servable version %s", _sid(name, v.version))
+        log.info("Done unloading servable version %s", sid(name, v.version))
