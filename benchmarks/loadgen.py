@@ -1,6 +1,8 @@
 """The load generators, both written in C so that the client is never the limit: `wrk` for REST,
 `h2load` (Debian's nghttp2-client) for gRPC. Each runs one closed-loop round on the load core and
 returns the same figures: requests, ok, errors, seconds, rps, p50/p90/p99 ms, its CPU use.
+Rounds are bounded by time (wrk -d, h2load -D), so both protocols' rounds last equally long and
+alternate evenly; h2load can also be bounded by a request count (-n) for a one-off round.
 
 h2load drives a gRPC unary call when it posts a length-prefixed PredictRequest (bodies.grpc_frame)
 with `content-type: application/grpc` and `te: trailers`, one stream per connection (-m 1). It
@@ -82,16 +84,20 @@ def parse_h2load(stdout: str, log_lines: list[str]) -> dict:
     }
 
 
-def run_h2load(port: int, body_file: Path, connections: int, seconds: float) -> dict:
-    """h2load on the load core, 1 thread, one gRPC Predict stream per connection, for `seconds`."""
+def run_h2load(port: int, body_file: Path, connections: int, seconds: float,
+               requests: int | None = None) -> dict:
+    """h2load on the load core, 1 thread, one gRPC Predict stream per connection, for `seconds`
+    (or, given `requests`, for that many calls, at most 120 s)."""
     seconds = max(1, round(seconds))
+    bound = ["-n", str(requests)] if requests else ["-D", str(seconds)]
+    timeout = 120 if requests else seconds + 60
     with tempfile.NamedTemporaryFile("r", prefix="h2load-", suffix=".tsv") as log:
         argv = ["taskset", "-c", LOADGEN_CORE, "h2load", "-t", "1", "-c", str(connections),
-                "-m", "1", "-D", str(seconds), "--log-file", log.name, "-d", str(body_file),
+                "-m", "1", *bound, "--log-file", log.name, "-d", str(body_file),
                 "-H", "content-type: application/grpc", "-H", "te: trailers",
                 f"http://127.0.0.1:{port}{GRPC_PREDICT_PATH}"]
         cpu0 = _children_cpu()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         cpu = _children_cpu() - cpu0
         figures = parse_h2load(done.stdout + done.stderr, Path(log.name).read_text().splitlines())
     figures["loadgen_cpu"] = round(cpu / figures["seconds"], 2) if figures["seconds"] else 0.0

@@ -130,6 +130,8 @@ def test_h2load_drives_grpc_predict_on_the_embedded_server(model_dir: Path, tmp_
     figures = loadgen.run_h2load(server.grpc_port, body, 2, 1)
     assert figures["tool"] == "h2load" and figures["ok"] > 0 and figures["errors"] == 0
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    counted = loadgen.run_h2load(server.grpc_port, body, 2, 1, requests=50)  # bounded by count
+    assert (counted["requests"], counted["ok"], counted["errors"]) == (50, 50, 0)
 
 
 def test_h2load_summary_is_parsed() -> None:
@@ -239,6 +241,28 @@ def test_a_short_run_end_to_end(model_dir: Path, tmp_path: Path, capsys: pytest.
     side = {(r["server"], r["scenario"]) for r in results["grpc_vs_rest"]}
     assert ("embedded", "1img_c32") in side and not any(s == "canned-fastapi" for s, _ in side)
     assert results["servers"]["embedded"]["memory"]["run_seconds"] == 1
+
+
+def test_h2load_grpc_compare_alternates_protocols_on_one_server(model_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/h2load_grpc.py compare, the gRPC/REST ratio of one build with its own flags:
+    both protocols' rounds alternate against one embedded server (here with batching on, from
+    this tree's PYTHONPATH), with medians from the harness's summarize and no errors."""
+    for tool, package in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt-get install -y {package}): the run needs it")
+    import h2load_grpc
+
+    assert h2load_grpc.main(["compare", "--model-base", str(model_dir.parent), "--rounds", "2",
+                             "-d", "1", "-c", "2", "--warmup", "0.5", "--pythonpath", str(ROOT),
+                             "--server-flag=--enable_batching"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["flags"] == ["--enable_batching"]
+    for protocol in ("rest", "grpc"):
+        assert result[protocol]["rounds"] == 2 and result[protocol]["errors"] == 0
+        assert result[protocol]["ok"] > 0 and len(result["per_round_rps"][protocol]) == 2
+    assert result["grpc_over_rest"] == round(result["grpc"]["rps"] / result["rest"]["rps"], 3)
+    assert not procs._LIVE  # the server was stopped
 
 
 def test_run_sh_help_installs_nothing(tmp_path: Path) -> None:
