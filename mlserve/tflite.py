@@ -3,13 +3,19 @@
     float32   the graph as it is, weights in float32
     float16   weights stored as float16 (half the size; computed in float32)
     dynamic   weights stored as int8, activations quantised on the fly
-    int8      full-integer quantisation: weights and activations int8, calibrated on training
-              images (the representative dataset); inputs and outputs stay float32
+    int8      full-integer quantisation: weights and activations int8 (one scale per tensor),
+              calibrated on training images (the representative dataset); inputs and outputs
+              stay float32
 
 Every file keeps the SavedModel's `serving_default` signature (input `Conv1_input`, output
 `softmax`, float32), so clients do not change: int8 runs inside, float crosses the wire. The
 converter needs TensorFlow (imported inside the functions); running the file needs only LiteRT
 (`mlserve.litert`).
+
+Every file is also compacted (`compact`): the converter writes strings and tables that no
+runtime reads (each tensor's TensorFlow name, e.g. "digits_cnn_1/Conv1_1/Relu;...", the
+converter's CONVERSION_METADATA, empty quantisation tables). In a 13.6k-parameter model they are
+~1.2 KB of a 17.6 KB int8 file; the signature, which LiteRT runs by its keys, stays.
 """
 from __future__ import annotations
 
@@ -138,13 +144,48 @@ def convert(saved_model_dir: str | os.PathLike, quantization: str,
         # Full integer: every op int8, or the conversion fails (no silent float fallback);
         # inference_input/output_type stay float32 so the wire format does not change.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # One scale per weight tensor instead of per output channel: a channel's scale and
+        # zero point cost 12 bytes each for the weights and again for the bias (400 B of the
+        # course model's file); test accuracy measured the same (0.900 both ways, 1,000 digits).
+        converter._experimental_disable_per_channel = True
     try:
-        return converter.convert()
+        return compact(converter.convert())
     except Exception as e:  # the converter raises ConverterError and plain RuntimeErrors alike
         first = str(e).strip().splitlines()
         raise DataError(f"TFLite conversion ({quantization}) failed: "
                         f"{first[0] if first else type(e).__name__}",
                         hint="try another --tflite mode, e.g. float32") from e
+
+
+def compact(content: bytes) -> bytes:
+    """The same model without what no runtime reads: tensor and subgraph names, the model
+    description, the CONVERSION_METADATA entry and its buffer, empty quantisation tables.
+
+    Unlike LiteRT's `flatbuffer_utils.strip_strings`, the signature defs stay: LiteRT's signature
+    runner (the server, the edge example, `mlserve compare`) finds inputs and outputs by their
+    keys there, never by tensor name. The operators, weights and min_runtime_version stay as the
+    converter wrote them, so the file computes exactly what it did.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    model.description = None
+    for subgraph in model.subgraphs or []:
+        subgraph.name = None
+        for tensor in subgraph.tensors or []:
+            tensor.name = None
+            q = tensor.quantization
+            if q is not None and q.details is None and all(
+                    v is None or len(v) == 0 for v in (q.scale, q.zeroPoint, q.min, q.max)):
+                tensor.quantization = None
+    kept = []
+    for entry in model.metadata or []:
+        if entry.name == b"CONVERSION_METADATA":
+            model.buffers[entry.buffer].data = None  # indices of other buffers stay as they are
+        else:
+            kept.append(entry)
+    model.metadata = kept
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def measure(content: bytes, quantization: str, mnist: Any | None) -> TFLiteRecord:
