@@ -91,6 +91,7 @@ class ServerOptions:
     request_log: str = ""
     max_request_bytes: int = 64 * 1024 * 1024
     grpc_health: bool = False
+    grpc_frontend: str = "h2"
     # mlserve extensions: limits (docs/security.md)
     http_max_request_line_bytes: int = 16 * 1024
     http_max_header_bytes: int = 64 * 1024
@@ -176,6 +177,8 @@ HELP: dict[str, str] = {
     "request_log": "(mlserve extension) Append one JSON line per request to this file.",
     "max_request_bytes": "(mlserve extension) Largest REST request body accepted (larger: HTTP 413).",
     "grpc_health": "(mlserve extension) Same as --enable_grpc_healthcheck_service.",
+    "grpc_frontend": "(mlserve extension) gRPC server: h2 (ours, on an event loop; the default) or grpcio "
+                     "(chosen by itself when --grpc_channel_arguments names an argument h2 does not map).",
     "http_max_request_line_bytes": "(mlserve extension) Longest REST request line (longer: HTTP 414, closed).",
     "http_max_header_bytes": "(mlserve extension) Largest REST request headers (larger: HTTP 431, closed).",
     "http_header_timeout_seconds": "(mlserve extension) Seconds a REST request's headers may take (else 408, closed).",
@@ -189,7 +192,7 @@ HELP: dict[str, str] = {
     "allow_unload_all_models": "(mlserve extension) Let a config reload with an empty model list unload every model.",
 }
 
-EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "http_max_request_line_bytes",
+EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "grpc_frontend", "http_max_request_line_bytes",
                         "http_max_header_bytes", "http_header_timeout_seconds", "http_body_timeout_seconds",
                         "http_idle_timeout_seconds", "http_max_connections", "http_max_unsent_bytes",
                         "max_inflight_bytes", "allowed_model_roots", "allow_unload_all_models"})
@@ -197,6 +200,7 @@ EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
 assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)
 
+GRPC_FRONTENDS = ("h2", "grpcio")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -244,6 +248,9 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
             value = args[i]
             i += 1
         setattr(options, name, _convert(name, value))
+    if options.grpc_frontend not in GRPC_FRONTENDS:
+        raise UsageError(f"invalid value for --grpc_frontend: {options.grpc_frontend!r} "
+                         f"(expected {' or '.join(GRPC_FRONTENDS)})")
     return options
 
 

@@ -29,7 +29,7 @@ from mlserve.server.requestlog import RequestLog
 from mlserve.server.servable import Servable
 
 if TYPE_CHECKING:
-    from mlserve.server.grpc_server import GrpcServer
+    from mlserve.server.grpc_server import GrpcFront
 
 log = logging.getLogger("mlserve.server")
 
@@ -77,7 +77,7 @@ class ModelServer:
         self.options = options
         self.manager: ModelManager | None = None
         self.dataplane: DataPlane | None = None
-        self.grpc: GrpcServer | None = None
+        self.grpc: GrpcFront | None = None
         self.rest: LoopThread | None = None
         self.request_log: RequestLog | None = None
         self.batcher: Batcher | None = None
@@ -90,7 +90,7 @@ class ModelServer:
         """Load the models, then open the ports. Raises MlserveError/OSError when it cannot."""
         # The front-ends pull in gRPC and TensorFlow's protos (hence TensorFlow): imported here,
         # so that `--help`, `--version` and flag errors answer at once.
-        from mlserve.server.grpc_server import GrpcServer
+        from mlserve.server.grpc_server import start_grpc
         from mlserve.server.rest import serve_rest
 
         options = self.options
@@ -125,8 +125,7 @@ class ModelServer:
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
-        self.grpc = GrpcServer(self.dataplane, options, self.request_log)
-        self.grpc.start()
+        self.grpc = start_grpc(self.dataplane, options, self.request_log)
         if options.rest_api_port:
             if options.rest_api_port == options.port:
                 log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
