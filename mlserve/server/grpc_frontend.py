@@ -134,7 +134,7 @@ class GrpcFrontend:
             elif method.name == "Predict":
                 self._predict(call, request, len(stream.body))
             elif method.slow:
-                self.workers.submit(self._job, call, request)
+                self._submit(self._job, call, request)
             else:
                 self._reply(call, *self.calls.run(method, request, self._left(call)))
         except Exception as e:  # noqa: BLE001 - every failure is a status
@@ -145,9 +145,15 @@ class GrpcFrontend:
 
     def _predict(self, call: Call, request: Any, size: int) -> None:
         if not self.batching and size > INLINE_MAX_BYTES:
-            self.workers.submit(self._predict_now, call, request)
+            self._submit(self._predict_now, call, request)
             return
         self._predict_now(call, request)
+
+    def _submit(self, job: Any, call: Call, request: Any) -> None:
+        try:
+            self.workers.submit(job, call, request)
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            raise ServingError("UNAVAILABLE", "Server is shutting down") from None
 
     def _predict_now(self, call: Call, request: Any) -> None:
         """Decode and hand to the data plane; `done` answers (on a batch thread with batching)."""
