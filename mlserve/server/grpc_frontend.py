@@ -3,9 +3,11 @@ default gRPC front-end (`--grpc_frontend=h2`; grpcio's server is the fallback, `
 
 A call's path picks its `grpc_methods.Method`; its one request message is unpacked
 (`grpc_wire`), parsed, and answered by the same `GrpcCalls` work as under grpcio:
-- Predict: decoded on the loop and handed to `dataplane.predict_then`. With batching the
-  answer comes back from the batch thread through the server's outbox; without, a small
-  request runs right here (one thread hop less: the fastest measured), a large one on a worker.
+- Predict: handed to `dataplane.predict_then`. With batching it is decoded on the loop and the
+  answer comes back from the batch thread through the server's outbox; without, it runs on a
+  worker (`--grpc_max_threads`, at most 2 per CPU), so a long model call never holds up other
+  connections' I/O, but for a lone client (one open connection) whose small request runs right
+  here, as REST does (measured: the worker hop costs nothing at 32 connections, docs/architecture.md);
 - methods that may block for long (reload, classify, regress, multi-inference, metadata) run
   on the worker pool (`--grpc_max_threads`, at most 2 per CPU), never on the loop;
 - GetModelStatus and health Check answer on the loop; health Watch streams (`grpc_health`).
@@ -32,7 +34,7 @@ from mlserve.server.requestlog import RequestLog
 from mlserve.server.workers import WorkerPool
 
 log = logging.getLogger("mlserve.server.grpc")
-INLINE_MAX_BYTES = 64 * 1024  # a Predict request this small runs on the loop without batching
+INLINE_MAX_BYTES = 64 * 1024  # a lone client's Predict this small runs on the loop (no batching)
 
 
 class Call:
@@ -144,7 +146,7 @@ class GrpcFrontend:
     # -- methods ------------------------------------------------------------------------------
 
     def _predict(self, call: Call, request: Any, size: int) -> None:
-        if not self.batching and size > INLINE_MAX_BYTES:
+        if not self.batching and (size > INLINE_MAX_BYTES or len(self.http.connections) > 1):
             self._submit(self._predict_now, call, request)
             return
         self._predict_now(call, request)
