@@ -11,7 +11,8 @@ Scenarios, each reported as figures (and in benchmarks/results/abuse-<date>.json
   header      one connection streaming a 200 MB header: time to its 431, and a second client's
               predict latencies meanwhile
   hostile     >= 10,000 generated hostile REST requests and >= 10,000 hostile gRPC calls
-              (seeded): how many answers were 5xx / INTERNAL / UNKNOWN
+              (seeded; benchmarks/hostile_grpc.py, any gRPC port): how many answers were
+              5xx / INTERNAL / UNKNOWN
 
 Usage: python benchmarks/abuse.py [--idle 20000] [--hostile 10000] [--skip SCENARIO ...]
 """
@@ -311,91 +312,9 @@ def scenario_hostile_rest(port: int, n: int) -> dict:
 
 
 def scenario_hostile_grpc(port: int, n: int, seed: int = 2) -> dict:
-    import grpc
-    import numpy as np
-    from tensorflow.core.framework import tensor_pb2, types_pb2
-    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, model_management_pb2,
-                                         predict_pb2, regression_pb2)
+    import hostile_grpc  # benchmarks/hostile_grpc.py: the generated calls, official stubs' messages
 
-    rng = random.Random(seed)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    calls = {
-        "Predict": channel.unary_unary("/tensorflow.serving.PredictionService/Predict"),
-        "Classify": channel.unary_unary("/tensorflow.serving.PredictionService/Classify"),
-        "Regress": channel.unary_unary("/tensorflow.serving.PredictionService/Regress"),
-        "GetModelMetadata": channel.unary_unary("/tensorflow.serving.PredictionService/GetModelMetadata"),
-        "HandleReloadConfigRequest": channel.unary_unary("/tensorflow.serving.ModelService/HandleReloadConfigRequest"),
-    }
-    dtypes = [types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_STRING, types_pb2.DT_BOOL, types_pb2.DT_HALF,
-              types_pb2.DT_INVALID, 999]
-
-    def tensor() -> Any:
-        t = tensor_pb2.TensorProto(dtype=rng.choice(dtypes))
-        for _ in range(rng.randint(0, 5)):
-            t.tensor_shape.dim.add(size=rng.choice([-5, -1, 0, 1, 28, 2**40]))
-        kind = rng.randint(0, 4)
-        if kind == 0:
-            t.tensor_content = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
-        elif kind == 1:
-            t.float_val.extend(rng.random() for _ in range(rng.randint(0, 30)))
-        elif kind == 2:
-            t.string_val.extend(b"x" * rng.randint(0, 5) for _ in range(rng.randint(0, 5)))
-        elif kind == 3:
-            t.int_val.extend(rng.randint(-2**31, 2**31 - 1) for _ in range(rng.randint(0, 30)))
-        return t
-
-    def message() -> tuple[str, bytes]:
-        which = rng.choice(list(calls))
-        if rng.random() < 0.1:
-            return which, bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 80)))
-        name = rng.choice([MODEL, MODEL, "", "nope", "n" * 1000])
-        if which == "Predict":
-            req = predict_pb2.PredictRequest()
-            req.model_spec.name = name
-            req.model_spec.signature_name = rng.choice(["", "serving_default", "x" * 500])
-            if rng.random() < 0.2:
-                req.model_spec.version.value = rng.choice([-1, 0, 2**62])
-            for _ in range(rng.randint(0, 3)):
-                req.inputs[rng.choice(["Conv1_input", "x", ""])].CopyFrom(tensor())
-            if rng.random() < 0.3:
-                req.output_filter.append(rng.choice(["softmax", "nope"]))
-        elif which in ("Classify", "Regress"):
-            req = (classification_pb2.ClassificationRequest() if which == "Classify"
-                   else regression_pb2.RegressionRequest())
-            req.model_spec.name = name
-            for _ in range(rng.randint(0, 3)):
-                ex = req.input.example_list.examples.add()
-                ex.features.feature["x"].float_list.value.extend([rng.random()] * rng.randint(0, 3))
-        elif which == "GetModelMetadata":
-            req = get_model_metadata_pb2.GetModelMetadataRequest()
-            req.model_spec.name = name
-            req.metadata_field.append(rng.choice(["signature_def", "nope", ""]))
-        else:
-            req = model_management_pb2.ReloadConfigRequest()
-            kind = rng.randint(0, 2)
-            if kind == 0:
-                req.config.model_config_list.config.add(name=MODEL, base_path=rng.choice(["../../..", "rel", ""]))
-            elif kind == 1:
-                req.config.model_config_list.SetInParent()  # would unload every model
-        return which, req.SerializeToString()
-
-    codes: dict[str, int] = {}
-    internal: dict[str, int] = {}  # which call and message gave INTERNAL/UNKNOWN
-    for _ in range(n):
-        which, payload = message()
-        try:
-            calls[which](payload, timeout=30)
-            code = "OK"
-        except grpc.RpcError as e:
-            code = e.code().name
-            if code in ("INTERNAL", "UNKNOWN"):
-                key = f"{which}: {(e.details() or '')[:80]}"
-                internal[key] = internal.get(key, 0) + 1
-        codes[code] = codes.get(code, 0) + 1
-    channel.close()
-    return {"calls": n, "codes": dict(sorted(codes.items())),
-            "internal_or_unknown": codes.get("INTERNAL", 0) + codes.get("UNKNOWN", 0),
-            "internal_details": dict(sorted(internal.items(), key=lambda kv: -kv[1])[:10])}
+    return hostile_grpc.run(port, n, MODEL, seed)
 
 
 def main() -> int:
