@@ -78,8 +78,8 @@ _parsers = _Parsers()
 # What a JSON request costs in memory while in flight, as a multiple of its body: the body
 # itself plus the fast path's working memory and arrays, measured on 16 MB bodies (peak RSS
 # growth over the body: 2.7x for images of 0.5s, 3.7x for a flat list of 0.5s; 7.5x for a
-# list of one-digit integers, and ~30x for a large tensor the exact path reads as Python
-# objects, which this does not cover). The HTTP layer reserves it against --max_inflight_bytes.
+# list of one-digit integers, and ~22x for a large nested tensor the exact path reads as
+# Python objects, which this does not cover). The HTTP layer reserves it against --max_inflight_bytes.
 BODY_COST_FACTOR = 4
 
 _OWN_PARSER_BYTES = 1 << 20  # a larger span gets a parser of its own, freed after it
@@ -195,8 +195,8 @@ def parse_predict_json(body: bytes) -> dict[str, Any]:
     key = next((k for k in ("instances", "inputs") if isinstance(doc, dict) and doc.get(k) == placeholder),
                None)
     if not numeric:
-        if key == "instances" and body[end:].strip() == b"}":  # the run is exactly its value
-            doc[key] = PendingInstances(body, start, end)
+        if key and body[end:].strip() == b"}":  # the run is exactly its value
+            doc[key] = PendingInstances(body, start, end, key)
             return doc
         return parse_json(body)
     array = _read_numbers(body, start, end) if key and numeric else None
@@ -232,15 +232,16 @@ _TAIL_MAX = 1 << 20  # the run after the first non-number is parsed whole only u
 
 
 class PendingInstances:
-    """A large `instances` array that is not all numbers, left unparsed: a float input needs
-    only to know where its first non-number instance is, and that answer costs memory of a
-    chunk, not of the body (a Python float per number is 8x the text). Anything else parses it
-    (`as_json`), so answers are the exact path's either way."""
+    """A large `instances` (or `inputs`) array that is not all numbers, left unparsed: a float
+    input needs only to know where its first non-number element is, and that answer costs
+    memory of a chunk, not of the body (the exact path's Python objects take ~20-30x the text).
+    Anything else parses it (`as_json`), so answers are the exact path's either way."""
 
-    __slots__ = ("body", "start", "end")
+    __slots__ = ("body", "start", "end", "key")
 
-    def __init__(self, body: bytes, start: int, end: int) -> None:
+    def __init__(self, body: bytes, start: int, end: int, key: str = "instances") -> None:
         self.body, self.start, self.end = body, start, end  # the run is body[start:end], not copied
+        self.key = key
 
     def as_json(self) -> Any:
         doc = parse_json(b'{"i":' + self.body[self.start:self.end] + b"}")
@@ -288,7 +289,8 @@ def tensor_for(value: Any, inputs: dict[str, Any]) -> tuple[np.ndarray | None, A
             if found is not None:
                 index, item = found
                 if isinstance(item, (str, bool)) or item is None:  # objects: the exact path words it
-                    raise _instance_type_error(index, item, np.dtype(next(iter(inputs.values()))))
+                    raise _instance_type_error(index, item, np.dtype(next(iter(inputs.values()))),
+                                               value.key)
         return None, value.as_json()
     if not isinstance(value, ParsedTensor):
         return None, value
@@ -300,10 +302,14 @@ def tensor_for(value: Any, inputs: dict[str, Any]) -> tuple[np.ndarray | None, A
 
 
 
-def _instance_type_error(index: int, item: Any, dtype: np.dtype) -> Exception:
+def _instance_type_error(index: int, item: Any, dtype: np.dtype, key: str) -> Exception:
+    """The exact path's error for a non-number in a flat float list: row format names the
+    element, columnar (`inputs`) only the value."""
     from mlserve.server.codecs.jsondoc import debug_string, json_type
     from mlserve.server.codecs.rules import bad, tf_type_name
 
-    return bad(f"Failed to process element: {index} of 'instances' list. Error: INVALID_ARGUMENT: "
-               f"JSON Value: {debug_string(item)} Type: {json_type(item)} is not of expected type: "
+    message = (f"JSON Value: {debug_string(item)} Type: {json_type(item)} is not of expected type: "
                f"{tf_type_name(dtype)}")
+    if key == "inputs":
+        return bad(message)
+    return bad(f"Failed to process element: {index} of 'instances' list. Error: INVALID_ARGUMENT: {message}")
