@@ -1,18 +1,17 @@
 """One HTTP/1.1 client connection on httptools, and the cache of response heads.
 
 Keep-alive and pipelining (answers strictly in order), Content-Length and chunked bodies,
-`Expect: 100-continue`. A body of known length is read into one buffer of that size (no list
-of chunks joined at the end: peak memory is the body once, not twice). Limits (`HttpConfig`):
-413 past `max_request_bytes`, 414 past
-`max_request_line_bytes`, 431 past `max_header_bytes`, 408 past `header_timeout` (the server's
-sweep), 400 on unparsable HTTP (HTTP/0.9 included); each closes the connection. Flow control: the
-connection stops reading while more than `max_pipeline` requests wait, or while its unsent
-answers exceed `max_unsent_bytes` (the transport's write high-water mark), and resumes once
-drained. In-flight budget: a request's cost (`body_cost_factor` x its Content-Length) is
-reserved when its headers arrive, before its body is read; past `max_inflight_bytes` it is
-answered 429 at once and its body discarded unread (see `_reject_busy`). HEAD answers carry the
-head only. Nothing here knows what a request means: complete
-requests go to the server's app.
+`Expect: 100-continue`. A body of known length is read into one buffer of that size (no list of
+chunks joined at the end: peak memory is the body once, not twice). Limits (`HttpConfig`): 413
+past `max_request_bytes`, 414 past `max_request_line_bytes`, 431 past `max_header_bytes`, 408
+past `header_timeout` (the server's sweep), 400 on unparsable HTTP (HTTP/0.9 included); each
+closes the connection. Flow control: the connection stops reading while more than
+`max_pipeline` requests wait, or while its unsent answers exceed `max_unsent_bytes` (the
+transport's write high-water mark), and resumes once drained. In-flight budget: a request's
+cost (`body_cost_factor` x its Content-Length) is reserved when its headers arrive, before its
+body is read; past `max_inflight_bytes` it is answered 429 at once and its body dropped unread
+(`_reject_busy`). HEAD answers carry the head only. Nothing here knows what a request means:
+complete requests go to the server's app.
 """
 from __future__ import annotations
 
