@@ -38,6 +38,12 @@ def test_large_instances_with_one_bad_element_agree_with_the_exact_path(bad: str
                                else 'JSON Value: "x" Type: String is not of expected type: float')
 
 
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_large_run_with_invalid_json_has_the_exact_paths_offset(key: str) -> None:
+    body = ('{"' + key + '": [' + "0.5," * 300_000 + "tru]}").encode()
+    assert _error(codecs.parse_predict_json, body) == _error(codecs.parse_json, body)
+
+
 def test_large_instances_for_a_string_input_still_decode() -> None:
     body = ('{"instances": [' + ",".join(['"abc"'] * 200_000) + "]}").encode()
     doc = codecs.parse_predict_json(body)

@@ -244,8 +244,8 @@ class PendingInstances:
         self.key = key
 
     def as_json(self) -> Any:
-        doc = parse_json(b'{"i":' + self.body[self.start:self.end] + b"}")
-        return doc["i"]
+        # the whole body, so that a parse error's offset is the body's (as the exact path's)
+        return parse_json(self.body)[self.key]
 
     def first_bad(self) -> tuple[int, Any] | None:
         """(index, value) of the first instance that is not a number, when every instance before
