@@ -11,7 +11,8 @@ Scenarios, each reported as figures (and in benchmarks/results/abuse-<date>.json
   header      one connection streaming a 200 MB header: time to its 431, and a second client's
               predict latencies meanwhile
   hostile     >= 10,000 generated hostile REST requests and >= 10,000 hostile gRPC calls
-              (seeded): how many answers were 5xx / INTERNAL / UNKNOWN
+              (seeded; benchmarks/hostile_grpc.py, any gRPC port): how many answers were
+              5xx / INTERNAL / UNKNOWN
 
 Usage: python benchmarks/abuse.py [--idle 20000] [--hostile 10000] [--skip SCENARIO ...]
 """
@@ -37,7 +38,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import serving  # noqa: E402 - the serving benchmark's process helpers (start/stop in a group, free ports)
+import procs  # noqa: E402 - the harness's process helpers (start/stop in a group, log tail)
+
+from mlserve.runtimes.process import free_port  # noqa: E402 - the one free-port helper
 
 MODEL = "digits_model"
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -52,6 +55,15 @@ def status_kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def reset_peak(pid: int) -> None:
+    """Reset the process's VmHWM to its current RSS (Linux >= 4.0), so that each scenario's
+    peak is its own and not the high-water mark of an earlier one."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def server_pid(proc: subprocess.Popen) -> int:
@@ -105,6 +117,7 @@ def slow_body(mb: int) -> bytes:
 
 def scenario_slow_path(port: int, pid: int) -> dict:
     body = slow_body(16)
+    reset_peak(pid)
     rss0 = status_kib(pid, "VmRSS")
     hwm0 = status_kib(pid, "VmHWM")
     start = time.perf_counter()
@@ -120,6 +133,7 @@ def scenario_slow_path(port: int, pid: int) -> dict:
 def scenario_four(port: int, pid: int, budget: int) -> dict:
     body = slow_body(60)
     results: list[tuple[int, float]] = []
+    reset_peak(pid)
     rss0 = status_kib(pid, "VmRSS")
 
     def one() -> None:
@@ -138,7 +152,7 @@ def scenario_four(port: int, pid: int, budget: int) -> dict:
     peak = status_kib(pid, "VmHWM") * 1024
     return {"statuses": sorted(s for s, _ in results), "seconds": sorted(round(x, 2) for _, x in results),
             "rss_before_bytes": rss0 * 1024, "peak_rss_bytes": peak, "budget_bytes": budget,
-            "peak_under_budget": peak < budget}
+            "peak_growth_bytes": peak - rss0 * 1024, "growth_under_budget": peak - rss0 * 1024 < budget}
 
 
 def scenario_idle(port: int, count: int) -> dict:
@@ -298,91 +312,9 @@ def scenario_hostile_rest(port: int, n: int) -> dict:
 
 
 def scenario_hostile_grpc(port: int, n: int, seed: int = 2) -> dict:
-    import grpc
-    import numpy as np
-    from tensorflow.core.framework import tensor_pb2, types_pb2
-    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, model_management_pb2,
-                                         predict_pb2, regression_pb2)
+    import hostile_grpc  # benchmarks/hostile_grpc.py: the generated calls, official stubs' messages
 
-    rng = random.Random(seed)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    calls = {
-        "Predict": channel.unary_unary("/tensorflow.serving.PredictionService/Predict"),
-        "Classify": channel.unary_unary("/tensorflow.serving.PredictionService/Classify"),
-        "Regress": channel.unary_unary("/tensorflow.serving.PredictionService/Regress"),
-        "GetModelMetadata": channel.unary_unary("/tensorflow.serving.PredictionService/GetModelMetadata"),
-        "HandleReloadConfigRequest": channel.unary_unary("/tensorflow.serving.ModelService/HandleReloadConfigRequest"),
-    }
-    dtypes = [types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_STRING, types_pb2.DT_BOOL, types_pb2.DT_HALF,
-              types_pb2.DT_INVALID, 999]
-
-    def tensor() -> Any:
-        t = tensor_pb2.TensorProto(dtype=rng.choice(dtypes))
-        for _ in range(rng.randint(0, 5)):
-            t.tensor_shape.dim.add(size=rng.choice([-5, -1, 0, 1, 28, 2**40]))
-        kind = rng.randint(0, 4)
-        if kind == 0:
-            t.tensor_content = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
-        elif kind == 1:
-            t.float_val.extend(rng.random() for _ in range(rng.randint(0, 30)))
-        elif kind == 2:
-            t.string_val.extend(b"x" * rng.randint(0, 5) for _ in range(rng.randint(0, 5)))
-        elif kind == 3:
-            t.int_val.extend(rng.randint(-2**31, 2**31 - 1) for _ in range(rng.randint(0, 30)))
-        return t
-
-    def message() -> tuple[str, bytes]:
-        which = rng.choice(list(calls))
-        if rng.random() < 0.1:
-            return which, bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 80)))
-        name = rng.choice([MODEL, MODEL, "", "nope", "n" * 1000])
-        if which == "Predict":
-            req = predict_pb2.PredictRequest()
-            req.model_spec.name = name
-            req.model_spec.signature_name = rng.choice(["", "serving_default", "x" * 500])
-            if rng.random() < 0.2:
-                req.model_spec.version.value = rng.choice([-1, 0, 2**62])
-            for _ in range(rng.randint(0, 3)):
-                req.inputs[rng.choice(["Conv1_input", "x", ""])].CopyFrom(tensor())
-            if rng.random() < 0.3:
-                req.output_filter.append(rng.choice(["softmax", "nope"]))
-        elif which in ("Classify", "Regress"):
-            req = (classification_pb2.ClassificationRequest() if which == "Classify"
-                   else regression_pb2.RegressionRequest())
-            req.model_spec.name = name
-            for _ in range(rng.randint(0, 3)):
-                ex = req.input.example_list.examples.add()
-                ex.features.feature["x"].float_list.value.extend([rng.random()] * rng.randint(0, 3))
-        elif which == "GetModelMetadata":
-            req = get_model_metadata_pb2.GetModelMetadataRequest()
-            req.model_spec.name = name
-            req.metadata_field.append(rng.choice(["signature_def", "nope", ""]))
-        else:
-            req = model_management_pb2.ReloadConfigRequest()
-            kind = rng.randint(0, 2)
-            if kind == 0:
-                req.config.model_config_list.config.add(name=MODEL, base_path=rng.choice(["../../..", "rel", ""]))
-            elif kind == 1:
-                req.config.model_config_list.SetInParent()  # would unload every model
-        return which, req.SerializeToString()
-
-    codes: dict[str, int] = {}
-    internal: dict[str, int] = {}  # which call and message gave INTERNAL/UNKNOWN
-    for _ in range(n):
-        which, payload = message()
-        try:
-            calls[which](payload, timeout=30)
-            code = "OK"
-        except grpc.RpcError as e:
-            code = e.code().name
-            if code in ("INTERNAL", "UNKNOWN"):
-                key = f"{which}: {(e.details() or '')[:80]}"
-                internal[key] = internal.get(key, 0) + 1
-        codes[code] = codes.get(code, 0) + 1
-    channel.close()
-    return {"calls": n, "codes": dict(sorted(codes.items())),
-            "internal_or_unknown": codes.get("INTERNAL", 0) + codes.get("UNKNOWN", 0),
-            "internal_details": dict(sorted(internal.items(), key=lambda kv: -kv[1])[:10])}
+    return hostile_grpc.run(port, n, MODEL, seed)
 
 
 def main() -> int:
@@ -397,10 +329,10 @@ def main() -> int:
 
     base = work / "models" / MODEL
     make_model.tiny_saved_model(base)
-    rest, grpc_port = serving.free_port(), serving.free_port()
+    rest, grpc_port = free_port(), free_port()
     budget = 512 * 1024 * 1024
     logfile = work / "server.log"
-    proc = serving.start([sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest}",
+    proc = procs.start([sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest}",
                           f"--model_name={MODEL}", f"--model_base_path={base}", f"--max_inflight_bytes={budget}"],
                          logfile, env={**os.environ, "PYTHONPATH": str(ROOT)})
     results: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds")}
@@ -413,7 +345,7 @@ def main() -> int:
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                log(serving.tail(logfile))
+                log(procs.tail(logfile))
                 return 1
             time.sleep(0.5)
         KeepAlive(rest).predict()
@@ -431,10 +363,10 @@ def main() -> int:
             results[name] = run()
             log(json.dumps(results[name]))
             if proc.poll() is not None:
-                log("server died:\n" + serving.tail(logfile))
+                log("server died:\n" + procs.tail(logfile))
                 return 1
     finally:
-        serving.stop(proc)
+        procs.stop(proc)
     out = HERE / "results" / f"abuse-{dt.datetime.now():%Y-%m-%d-%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -60,6 +60,7 @@ def http_config(options: ServerOptions) -> HttpConfig:
                       max_connections=options.http_max_connections,
                       max_unsent_bytes=options.http_max_unsent_bytes,
                       max_inflight_bytes=options.max_inflight_bytes,
+                      body_cost_factor=codecs.BODY_COST_FACTOR,
                       cors=options.rest_api_enable_cors_support)
 
 

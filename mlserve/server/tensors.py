@@ -46,20 +46,56 @@ def _parse_error(alias: str) -> Exception:
     return ServingError("INVALID_ARGUMENT", f"tensor parsing error: {alias}")
 
 
+MAX_DIMS = 254  # TensorShape::MaxDimensions()
+_INT64_MAX = 2**63 - 1
+# A tensor larger than the values its proto carries (the last value repeated, or zeros) is
+# refused past this size: TF Serving would try to allocate it (and fail past the machine's
+# memory); bounding it keeps a 20-byte request from costing gigabytes.
+MAX_FILLED_BYTES = 1 << 30
+
+
+def _num_elements(shape: tuple[int, ...]) -> int:
+    """The element count, or -1 where TensorShape would refuse the shape (a negative dimension,
+    more than 254 of them, or a count past int64 at any step: TensorShapeBase::IsValid)."""
+    if len(shape) > MAX_DIMS:
+        return -1
+    n = 1
+    for d in shape:
+        if d < 0:
+            return -1
+        n *= d
+        if n > _INT64_MAX:
+            return -1
+    return n
+
+
 def to_ndarray(proto: Any, alias: str = "") -> np.ndarray:
     """A TensorProto's value as a numpy array (strings as an object array of bytes), read as
     TensorFlow's `Tensor::FromProto` reads it: a negative dimension, an unknown or zero dtype,
     or a `tensor_content` of the wrong length is INVALID_ARGUMENT "tensor parsing error: <alias>";
-    a value list shorter than the shape repeats its last value (none: zeros), a longer one is cut."""
+    a value list shorter than the shape repeats its last value (none: zeros), a longer one is cut.
+    A shape TensorShape refuses (too many elements or dimensions) and a filled tensor past
+    `MAX_FILLED_BYTES` are the same error (where TensorFlow's allocation would fail)."""
+    try:
+        return _to_ndarray(proto, alias)
+    except (ValueError, OverflowError, MemoryError, TypeError) as e:
+        raise _parse_error(alias) from e
+
+
+def _to_ndarray(proto: Any, alias: str) -> np.ndarray:
     shape = tuple(d.size for d in proto.tensor_shape.dim)
-    n = math.prod(shape)
+    n = _num_elements(shape)
+    if n < 0:
+        raise _parse_error(alias)
     dtype = NUMPY_OF_ENUM.get(proto.dtype)
     content = proto.tensor_content
     if dtype is not None and dtype.kind != "O" and content:
         if len(content) != n * dtype.itemsize or n < 0 or (n == 0 and min(shape) < 0):
             raise _parse_error(alias)
         return np.frombuffer(content, dtype=dtype).reshape(shape)
-    if proto.tensor_shape.unknown_rank or any(d < 0 for d in shape) or proto.dtype <= 0:
+    if proto.tensor_shape.unknown_rank or proto.dtype <= 0:
+        raise _parse_error(alias)
+    if n * (dtype.itemsize if dtype is not None else 16) > MAX_FILLED_BYTES:
         raise _parse_error(alias)
     field = _FIELD_OF_ENUM.get(proto.dtype)
     if field is None or content:
@@ -81,15 +117,17 @@ def to_ndarray(proto: Any, alias: str = "") -> np.ndarray:
             out[:have] = list(values)
             out[have:] = [values[-1]] * (n - have)
         return out.reshape(shape)
-    if have == n:
-        return np.asarray(values, dtype=dtype).reshape(shape)
     if have == 0:
         return np.zeros(shape, dtype=dtype)
-    if have > n:
-        return np.asarray(values[:n], dtype=dtype).reshape(shape)
+    if dtype.itemsize < 4 and dtype.kind in "iu":  # int_val holds int32s; FromProto casts them
+        got = np.asarray(values[:n] if have > n else values, dtype=np.int32).astype(dtype)
+    else:
+        got = np.asarray(values[:n] if have > n else values, dtype=dtype)
+    if have >= n:
+        return got.reshape(shape)
     out = np.empty(n, dtype=dtype)
-    out[:have] = values
-    out[have:] = values[-1]
+    out[:have] = got
+    out[have:] = got[-1]
     return out.reshape(shape)
 
 

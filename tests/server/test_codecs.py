@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import orjson
@@ -172,6 +173,33 @@ def test_large_numeric_tensor_takes_the_fast_path_with_identical_values(key, ind
     assert fast[1] == plain[1]
     assert fast[0]["x"].dtype == np.float32
     np.testing.assert_array_equal(fast[0]["x"], plain[0]["x"])
+
+
+@pytest.mark.parametrize("bad", [b"NaN", b"01", b"1.", b"[1]", b'"x"'])
+def test_large_tensor_read_in_chunks_agrees_with_the_exact_path(bad: bytes) -> None:
+    """A span past one chunk (256 kB) is read a chunk at a time, from a bytearray as the HTTP
+    layer hands it over; one odd number deep inside gives the exact path's answer."""
+    values = np.random.default_rng(5).random((40, 28, 28, 1))
+    body = json.dumps({"instances": values.tolist()}).encode()
+    doc, fast, plain = _both_paths(bytes(bytearray(body)), {"x": np.float32})
+    assert isinstance(doc["instances"], codecs.ParsedTensor)
+    np.testing.assert_array_equal(codecs.decode_predict(codecs.parse_predict_json(bytearray(body)),
+                                                        {"x": np.float32})[0]["x"], plain[0]["x"])
+    at = body.index(b"[0.", len(body) * 2 // 3) + 1  # a number in the last chunks
+    end = body.index(b"]", at)
+    odd = bytearray(body[:at] + bad + body[end:])
+
+    def answer(parse: Any) -> object:
+        try:
+            return codecs.decode_predict(parse(odd), {"x": np.float32})[0]["x"]
+        except ServingError as e:
+            return ("error", e.code, e.message)
+
+    fast, plain = answer(codecs.parse_predict_json), answer(codecs.parse_json)
+    if isinstance(plain, tuple):
+        assert fast == plain
+    else:
+        np.testing.assert_array_equal(fast, plain)  # NaN read as NaN by both
 
 
 def test_ragged_tensor_falls_back_and_keeps_tf_serving_error() -> None:

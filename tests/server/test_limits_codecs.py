@@ -24,16 +24,24 @@ def _error(parse, body: bytes, inputs: dict = F32) -> str:
 
 @pytest.mark.parametrize("bad", ['"x"', "true", "null", '{"a": 1}', '{"b64": "aGk="}', "[1]", '"' + "s" * 5000 + '"'])
 @pytest.mark.parametrize("at", [0, 1, 300_000])
-def test_large_instances_with_one_bad_element_agree_with_the_exact_path(bad: str, at: int) -> None:
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_large_instances_with_one_bad_element_agree_with_the_exact_path(bad: str, at: int, key: str) -> None:
     numbers = ["0.5"] * 300_000
     numbers.insert(at, bad)
-    body = ('{"signature_name": "serving_default", "instances": [' + ",".join(numbers) + "]}").encode()
+    body = ('{"signature_name": "serving_default", "' + key + '": [' + ",".join(numbers) + "]}").encode()
     assert len(body) > fastpath._PENDING_MIN_BYTES
     fast = _error(codecs.parse_predict_json, body)
     exact = _error(codecs.parse_json, body)
     assert fast == exact
     if bad == '"x"':
-        assert fast.startswith(f"Failed to process element: {at} of 'instances' list.")
+        assert fast.startswith(f"Failed to process element: {at} of 'instances' list." if key == "instances"
+                               else 'JSON Value: "x" Type: String is not of expected type: float')
+
+
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_large_run_with_invalid_json_has_the_exact_paths_offset(key: str) -> None:
+    body = ('{"' + key + '": [' + "0.5," * 300_000 + "tru]}").encode()
+    assert _error(codecs.parse_predict_json, body) == _error(codecs.parse_json, body)
 
 
 def test_large_instances_for_a_string_input_still_decode() -> None:

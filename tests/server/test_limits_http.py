@@ -6,6 +6,7 @@ answers still served to others. Timeouts are configured short so the tests are q
 asserts how long anything took."""
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 from typing import Iterator
@@ -26,7 +27,10 @@ class EchoApp:
     def handle(self, conn: Connection, req: Request) -> None:
         self.handled += 1
         path = req.path
-        body = b"x" * int(path[5:]) if path.startswith("/big/") else path.encode()
+        if path == "/sha":  # the body as the application received it
+            body = hashlib.sha256(req.body).hexdigest().encode()
+        else:
+            body = b"x" * int(path[5:]) if path.startswith("/big/") else path.encode()
         conn.respond(req, 200, body, b"text/plain")
 
     def error_body(self, message: str) -> bytes:
@@ -199,6 +203,46 @@ def test_inflight_byte_budget_is_429(serve) -> None:
     time.sleep(0.5)  # the held connection is gone: its bytes are released
     with _connect(server.port) as a:
         a.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 600000\r\n\r\n" + b"1" * 600000)
+        assert a.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_body_in_many_chunks_arrives_whole(serve) -> None:
+    """A Content-Length body read in many pieces is filled into one buffer: same bytes out."""
+    _, server = serve()
+    body = bytes(range(256)) * 40000  # 10 MB, arriving in many reads
+    with _connect(server.port) as s:
+        s.sendall(f"POST /sha HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        for i in range(0, len(body), 1 << 20):
+            s.sendall(body[i:i + (1 << 20)])
+        s.sendall(b"POST /sha HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+        answer = _read_all(s)
+    assert answer.count(b"HTTP/1.1 200 ") == 2
+    assert hashlib.sha256(body).hexdigest().encode() in answer
+    assert hashlib.sha256(b"abc").hexdigest().encode() in answer
+
+
+def test_budget_is_reserved_at_the_headers_and_the_body_discarded(serve) -> None:
+    """A request's cost (body_cost_factor x Content-Length) is reserved when its headers arrive:
+    one that does not fit is answered 429 before its body is read, and a client that goes on
+    sending the whole body still reads the 429 (the body is read and dropped), then the close."""
+    _, server = serve(max_inflight_bytes=10_000_000, body_cost_factor=4)
+    with _connect(server.port) as held:
+        held.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"1" * 1000)
+        time.sleep(0.3)  # 8 MB reserved for it, though only 1 kB has come
+        with _connect(server.port) as s:
+            s.sendall(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            early = s.recv(65536)  # before any of its body was sent
+            s.sendall(b"2" * 1_000_000)
+            rest = _read_all(s)
+        assert early.startswith(b"HTTP/1.1 429 ") and b"Connection: close" in early
+        assert b"in flight" in early + rest
+        small = _get(server.port)  # a small request still fits
+        assert small.startswith(b"HTTP/1.1 200 ")
+        held.sendall(b"1" * 1_999_000)
+        assert held.recv(65536).startswith(b"HTTP/1.1 200 ")
+    time.sleep(0.3)
+    with _connect(server.port) as a:  # everything was released
+        a.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2400000\r\n\r\n" + b"1" * 2400000)
         assert a.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from mlserve.server.codecs.decode import COLUMNAR, ROW, decode_predict, needs_strict, to_array
 from mlserve.server.codecs.encode import encode_classify, encode_error, encode_predict, encode_regress
 from mlserve.server.codecs.examples import fill_examples_request
-from mlserve.server.codecs.fastpath import parse_predict_json
+from mlserve.server.codecs.fastpath import BODY_COST_FACTOR, parse_predict_json
 from mlserve.server.codecs.jsondoc import ParsedTensor, debug_string, parse_json, signature_name
 from mlserve.server.codecs.rules import MAX_RANK, tf_type_name
 
-__all__ = ["COLUMNAR", "MAX_RANK", "ROW", "ParsedTensor", "debug_string", "decode_predict",
+__all__ = ["BODY_COST_FACTOR", "COLUMNAR", "MAX_RANK", "ROW", "ParsedTensor", "debug_string", "decode_predict",
            "encode_classify", "encode_error", "encode_predict", "encode_regress",
            "fill_examples_request", "needs_strict", "parse_json", "parse_predict_json",
            "signature_name", "tf_type_name", "to_array"]

@@ -48,12 +48,17 @@ def _leaf_ok(value: Any, kind: str, dtype: np.dtype) -> bool:
     return isinstance(value, str)
 
 
+_END = object()
+
+
 def _walk(value: Any, shape: list[int], kind: str, dtype: np.dtype, out: list | None) -> None:
-    """Check a JSON tensor level by level with TF Serving's messages; collect leaves into `out`."""
+    """Check a JSON tensor depth-first, in document order, with TF Serving's messages; collect
+    leaves into `out`. A stack of one iterator per open list: memory follows the depth, not the
+    element count (a tuple per element took 16x the body's text)."""
     rank = len(shape)
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        val, level = stack.pop()
+    stack: list[Any] = []
+    val, level = value, 0
+    while True:
         if not isinstance(val, list):
             if level != rank:
                 raise bad(
@@ -70,15 +75,23 @@ def _walk(value: Any, shape: list[int], kind: str, dtype: np.dtype, out: list | 
                 leaf = val.encode("utf-8") if kind == "O" else val
             if out is not None:
                 out.append(leaf)
-            continue
-        if level >= rank:
-            raise bad(f"Encountered list at unexpected level: {level} expected < {rank}")
-        if len(val) != shape[level]:
-            raise bad(
-                f"Encountered list at unexpected size: {len(val)} at level: {level} "
-                f"expected size: {shape[level]}"
-            )
-        stack.extend((v, level + 1) for v in reversed(val))
+        else:
+            if level >= rank:
+                raise bad(f"Encountered list at unexpected level: {level} expected < {rank}")
+            if len(val) != shape[level]:
+                raise bad(
+                    f"Encountered list at unexpected size: {len(val)} at level: {level} "
+                    f"expected size: {shape[level]}"
+                )
+            stack.append(iter(val))
+        while stack:  # the next value in document order; its level is the open lists' count
+            val = next(stack[-1], _END)
+            if val is not _END:
+                level = len(stack)
+                break
+            stack.pop()
+        else:
+            return
 
 
 def _type_error(value: Any, dtype: np.dtype) -> ServingError:

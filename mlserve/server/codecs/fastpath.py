@@ -33,7 +33,8 @@ def _canonical_structure(shape: list[int]) -> bytes:
     """The brackets and commas of a dense JSON array of `shape`, numbers left out."""
     text = b""
     for size in reversed(shape):
-        text = b"[" + b",".join([text] * size) + b"]"
+        # repetition, not join: bytes.join holds an 80-byte buffer view per item (22x the body)
+        text = b"[" + (text + b",") * (size - 1) + text + b"]"
     return text
 
 
@@ -74,10 +75,24 @@ class _Parsers(threading.local):
 _parsers = _Parsers()
 
 
-def flat_numbers(span: bytes) -> np.ndarray | None:
+# What a JSON request costs in memory while in flight, as a multiple of its body: the body
+# itself plus the fast path's working memory and arrays, measured on 16 MB bodies (peak RSS
+# growth over the body: 2.7x for images of 0.5s, 3.7x for a flat list of 0.5s; 7.5x for a
+# list of one-digit integers, and ~22x for a large nested tensor the exact path reads as
+# Python objects, which this does not cover). The HTTP layer reserves it against --max_inflight_bytes.
+BODY_COST_FACTOR = 4
+
+_OWN_PARSER_BYTES = 1 << 20  # a larger span gets a parser of its own, freed after it
+
+
+def flat_numbers(span: bytes | memoryview) -> np.ndarray | None:
     """simdjson reads the nested array straight into one buffer of doubles (no Python floats):
-    ~20 against ~35 µs for 784 numbers. It refuses anything but strict JSON numbers."""
-    parser = _parsers.parser
+    ~20 against ~35 µs for 784 numbers. It refuses anything but strict JSON numbers.
+
+    A parser keeps buffers sized to the largest document it has read (several times its size),
+    so a large span is read by a parser of its own that goes with it: one 60 MB body must not
+    leave each worker thread holding hundreds of MB for good."""
+    parser = _parsers.parser if len(span) < _OWN_PARSER_BYTES else simdjson.Parser()
     try:
         array = parser.parse(span)
         try:
@@ -97,26 +112,66 @@ def flat_numbers_orjson(span: bytes) -> np.ndarray | None:
         return None
 
 
-@functools.lru_cache(maxsize=64)
+_CACHED_STRUCTURE_BYTES = 64 * 1024  # larger layouts are not cached (the cache would keep them)
+
+
 def _dense_shape_of(structure: bytes) -> tuple[int, ...] | None:
-    """The shape of a bracket layout if it is dense, else None. Cached: a client sends the same
-    few shapes, and a lookup (a hash and a compare of the layout) replaces re-deriving it."""
+    """The shape of a bracket layout if it is dense, else None. Small layouts are cached: a
+    client sends the same few shapes, and a lookup (a hash and a compare of the layout)
+    replaces re-deriving it."""
+    if len(structure) <= _CACHED_STRUCTURE_BYTES:
+        return _cached_dense_shape_of(structure)
+    return _derive_dense_shape(structure)
+
+
+def _derive_dense_shape(structure: bytes) -> tuple[int, ...] | None:
     shape = _structure_shape(structure)
     if not shape or 0 in shape or structure != _canonical_structure(shape):
         return None
     return tuple(shape)
 
 
-def _read_numbers(span: bytes) -> np.ndarray | None:
-    """`span` (a JSON array of numbers) as float64 of its dense shape, or None to take the exact
-    path (ragged, empty, or numbers JSON forbids: the exact path words the error)."""
-    shape = _dense_shape_of(span.translate(None, _KEEP_STRUCTURE))
+_cached_dense_shape_of = functools.lru_cache(maxsize=64)(_derive_dense_shape)
+
+
+def _read_numbers(body: bytes | bytearray, start: int, end: int) -> np.ndarray | None:
+    """`body[start:end]` (a JSON array of numbers) as float64 of its dense shape, or None to
+    take the exact path (ragged, empty, or numbers JSON forbids: the exact path words the error).
+    Read in place: no copy of the span."""
+    span = memoryview(body)[start:end]
+    # the span's layout is the body's, less the brackets and commas around the span
+    before = len(body[:start].translate(None, _KEEP_STRUCTURE))
+    after = len(body[end:].translate(None, _KEEP_STRUCTURE))
+    structure = bytes(body.translate(None, _KEEP_STRUCTURE))
+    shape = _dense_shape_of(structure[before:len(structure) - after] if before or after else structure)
     if shape is None:
         return None
-    flat = flat_numbers(span)
-    if flat is None or flat.ndim != 1 or flat.size != math.prod(shape):
+    count = math.prod(shape)
+    flat = flat_numbers(span) if end - start <= _CHUNK else _flat_numbers_chunked(body, start, end, count)
+    if flat is None or flat.ndim != 1 or flat.size != count:
         return None
     return flat.reshape(shape)
+
+
+def _flat_numbers_chunked(body: bytes | bytearray, start: int, end: int, count: int) -> np.ndarray | None:
+    """`flat_numbers` of a large span, a chunk at a time into one array of `count` doubles:
+    working memory is the result and a chunk's parse, not a whole-document parse (its tape and
+    index take ~10x the text). Chunks are cut at commas, their brackets dropped (the layout is
+    already checked dense)."""
+    out = np.empty(count, dtype=np.float64)
+    filled = 0
+    pos = start
+    while pos < end:
+        cut = body.rfind(b",", pos, pos + _CHUNK) if pos + _CHUNK < end else end
+        if cut < pos:
+            return None
+        numbers = flat_numbers(b"[" + body[pos:cut].translate(None, b"[]") + b"]")
+        if numbers is None or filled + numbers.size > count:
+            return None
+        out[filled:filled + numbers.size] = numbers
+        filled += numbers.size
+        pos = cut + 1
+    return out if filled == count else None
 
 
 def parse_predict_json(body: bytes) -> dict[str, Any]:
@@ -140,14 +195,14 @@ def parse_predict_json(body: bytes) -> dict[str, Any]:
     key = next((k for k in ("instances", "inputs") if isinstance(doc, dict) and doc.get(k) == placeholder),
                None)
     if not numeric:
-        if key == "instances" and body[end:].strip() == b"}":  # the run is exactly its value
-            doc[key] = PendingInstances(body, start, end)
+        if key and body[end:].strip() == b"}":  # the run is exactly its value
+            doc[key] = PendingInstances(body, start, end, key)
             return doc
         return parse_json(body)
-    array = _read_numbers(body[start:end]) if key and numeric else None
+    array = _read_numbers(body, start, end) if key and numeric else None
     if array is None:
         return parse_json(body)
-    doc[key] = ParsedTensor(array, body[start:end])
+    doc[key] = ParsedTensor(array, memoryview(body)[start:end])
     return doc
 
 
@@ -177,19 +232,20 @@ _TAIL_MAX = 1 << 20  # the run after the first non-number is parsed whole only u
 
 
 class PendingInstances:
-    """A large `instances` array that is not all numbers, left unparsed: a float input needs
-    only to know where its first non-number instance is, and that answer costs memory of a
-    chunk, not of the body (a Python float per number is 8x the text). Anything else parses it
-    (`as_json`), so answers are the exact path's either way."""
+    """A large `instances` (or `inputs`) array that is not all numbers, left unparsed: a float
+    input needs only to know where its first non-number element is, and that answer costs
+    memory of a chunk, not of the body (the exact path's Python objects take ~20-30x the text).
+    Anything else parses it (`as_json`), so answers are the exact path's either way."""
 
-    __slots__ = ("body", "start", "end")
+    __slots__ = ("body", "start", "end", "key")
 
-    def __init__(self, body: bytes, start: int, end: int) -> None:
+    def __init__(self, body: bytes, start: int, end: int, key: str = "instances") -> None:
         self.body, self.start, self.end = body, start, end  # the run is body[start:end], not copied
+        self.key = key
 
     def as_json(self) -> Any:
-        doc = parse_json(b'{"i":' + self.body[self.start:self.end] + b"}")
-        return doc["i"]
+        # the whole body, so that a parse error's offset is the body's (as the exact path's)
+        return parse_json(self.body)[self.key]
 
     def first_bad(self) -> tuple[int, Any] | None:
         """(index, value) of the first instance that is not a number, when every instance before
@@ -233,7 +289,8 @@ def tensor_for(value: Any, inputs: dict[str, Any]) -> tuple[np.ndarray | None, A
             if found is not None:
                 index, item = found
                 if isinstance(item, (str, bool)) or item is None:  # objects: the exact path words it
-                    raise _instance_type_error(index, item, np.dtype(next(iter(inputs.values()))))
+                    raise _instance_type_error(index, item, np.dtype(next(iter(inputs.values()))),
+                                               value.key)
         return None, value.as_json()
     if not isinstance(value, ParsedTensor):
         return None, value
@@ -245,10 +302,14 @@ def tensor_for(value: Any, inputs: dict[str, Any]) -> tuple[np.ndarray | None, A
 
 
 
-def _instance_type_error(index: int, item: Any, dtype: np.dtype) -> Exception:
+def _instance_type_error(index: int, item: Any, dtype: np.dtype, key: str) -> Exception:
+    """The exact path's error for a non-number in a flat float list: row format names the
+    element, columnar (`inputs`) only the value."""
     from mlserve.server.codecs.jsondoc import debug_string, json_type
     from mlserve.server.codecs.rules import bad, tf_type_name
 
-    return bad(f"Failed to process element: {index} of 'instances' list. Error: INVALID_ARGUMENT: "
-               f"JSON Value: {debug_string(item)} Type: {json_type(item)} is not of expected type: "
+    message = (f"JSON Value: {debug_string(item)} Type: {json_type(item)} is not of expected type: "
                f"{tf_type_name(dtype)}")
+    if key == "inputs":
+        return bad(message)
+    return bad(f"Failed to process element: {index} of 'instances' list. Error: INVALID_ARGUMENT: {message}")

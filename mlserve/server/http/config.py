@@ -18,7 +18,8 @@ class HttpConfig:
     max_unsent_bytes: int = 1024 * 1024  # answers not yet taken by the client before it stops reading
     idle_timeout: float = 60.0  # seconds a keep-alive connection may sit idle between requests
     stall_timeout: float = 60.0  # seconds a request's body may take to arrive completely (after its headers)
-    max_inflight_bytes: int = 512 * 1024 * 1024  # request bytes held at once, all connections: else 429
+    max_inflight_bytes: int = 512 * 1024 * 1024  # requests' cost in flight, all connections: else 429
+    body_cost_factor: int = 1  # a request's cost: this x its body bytes (the app's decode memory included)
     max_connections: int = 4096  # open connections; past it a new one is closed at accept
     backlog: int = 1024  # the listening socket's accept queue
     cors: bool = False  # add Access-Control-Allow-* to responses that ask for it

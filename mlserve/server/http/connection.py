@@ -1,13 +1,17 @@
 """One HTTP/1.1 client connection on httptools, and the cache of response heads.
 
 Keep-alive and pipelining (answers strictly in order), Content-Length and chunked bodies,
-`Expect: 100-continue`. Limits (`HttpConfig`): 413 past `max_request_bytes`, 414 past
-`max_request_line_bytes`, 431 past `max_header_bytes`, 408 past `header_timeout` (the server's
-sweep), 400 on unparsable HTTP (HTTP/0.9 included); each closes the connection. Flow control: the
-connection stops reading while more than `max_pipeline` requests wait, or while its unsent
-answers exceed `max_unsent_bytes` (the transport's write high-water mark), and resumes once
-drained. HEAD answers carry the head only. Nothing here knows what a request means: complete
-requests go to the server's app.
+`Expect: 100-continue`. A body of known length is read into one buffer of that size (no list of
+chunks joined at the end: peak memory is the body once, not twice). Limits (`HttpConfig`): 413
+past `max_request_bytes`, 414 past `max_request_line_bytes`, 431 past `max_header_bytes`, 408
+past `header_timeout` (the server's sweep), 400 on unparsable HTTP (HTTP/0.9 included); each
+closes the connection. Flow control: the connection stops reading while more than
+`max_pipeline` requests wait, or while its unsent answers exceed `max_unsent_bytes` (the
+transport's write high-water mark), and resumes once drained. In-flight budget: a request's
+cost (`body_cost_factor` x its Content-Length) is reserved when its headers arrive, before its
+body is read; past `max_inflight_bytes` it is answered 429 at once and its body dropped unread
+(`_reject_busy`). HEAD answers carry the head only. Nothing here knows what a request means:
+complete requests go to the server's app.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin"))
 _ERROR_TYPE = b"application/json"
 _SEPARATE_BODY = 65536  # larger bodies are written apart from the head, not copied onto it
+_DISCARD_SECONDS = 5.0  # a body refused 429 is read and dropped this long at most, then closed
 
 
 class HeadCache:
@@ -68,12 +73,13 @@ class HeadCache:
 class Request:
     """One complete request. `headers` holds only Content-Length, Expect and Origin (lowercase)."""
 
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "started")
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "started", "cost")
 
-    def __init__(self, method: str, url: bytes, headers: dict[bytes, bytes], body: bytes, keep_alive: bool,
-                 started: float) -> None:
+    def __init__(self, method: str, url: bytes, headers: dict[bytes, bytes], body: bytes | bytearray,
+                 keep_alive: bool, started: float, cost: int = 0) -> None:
         self.method, self.url, self.headers, self.body = method, url, headers, body
         self.keep_alive, self.started = keep_alive, started
+        self.cost = cost  # bytes of the server's in-flight budget held until the answer is written
 
     @property
     def path(self) -> str:
@@ -103,7 +109,8 @@ class Connection(asyncio.Protocol):
         self.head_bytes = 0  # head bytes received after that call
         self.head_started = 0.0  # monotonic time the current request began
         self.chunks = 0
-        self.held = 0  # request bytes of this connection counted in the server's in-flight total
+        self.held = 0  # bytes of this connection's requests counted in the server's in-flight total
+        self.discard = -1  # >= 0: body bytes still to read and drop after a 429 (see _reject_busy)
         self.lost = False
         self.eof = False
         self.started = 0.0
@@ -112,8 +119,10 @@ class Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
-        self.body: list[bytes] = []
+        self.body: bytes | bytearray = b""  # a bytearray of the whole length once a 2nd chunk comes
         self.size = 0
+        self.expected = -1  # the body's Content-Length; -1: chunked or none
+        self.cost = 0  # in-flight bytes reserved for the current request
         self.rejected = False
         self.headers_seen = False
 
@@ -159,6 +168,9 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self.discard >= 0:
+            self._discard(len(data))
+            return
         self.chunks += 1
         try:
             self.parser.feed_data(data)
@@ -217,40 +229,68 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_started = time.monotonic()  # from here `stall_timeout` bounds the body
-        if self.rejected:
+        if self.rejected or self.closed:
             return
         length = self.headers.get(b"content-length")
         if length is not None and length.isdigit():
-            if int(length) > self.config.max_request_bytes:
+            expected = self.expected = int(length)
+            if expected > self.config.max_request_bytes:
                 self._reject_too_large()
                 return
-            if self.server.inflight + int(length) > self.server.config.max_inflight_bytes:
-                self._reject_busy()
-                return
+            if expected:
+                # Reserve what the request will cost while in flight, before reading its body:
+                # one multiply and add per request, and a body that does not fit is never buffered.
+                cost = expected * self.config.body_cost_factor
+                if self.server.inflight + cost > self.config.max_inflight_bytes:
+                    self._reject_busy(expected)
+                    return
+                self.cost = cost
+                self.held += cost
+                self.server.inflight += cost
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         if self.rejected:
+            if self.discard >= 0:
+                self._discard(len(body))
             return
-        self.size += len(body)
-        if self.size > self.config.max_request_bytes:
+        start = self.size
+        size = self.size = start + len(body)
+        if self.expected >= 0:  # reserved at the headers; httptools stops at the length
+            if not start and size == self.expected:
+                self.body = body  # the usual small request: its one chunk, no copy
+            else:
+                if not start:
+                    self.body = bytearray(self.expected)  # filled in place: the body once, no join
+                self.body[start:size] = body  # type: ignore[index]
+            return
+        # chunked: charged as it arrives
+        if size > self.config.max_request_bytes:
             self._reject_too_large()
             return
-        self.held += len(body)
-        self.server.inflight += len(body)
+        cost = len(body) * self.config.body_cost_factor
+        self.cost += cost
+        self.held += cost
+        self.server.inflight += cost
         if self.server.inflight > self.config.max_inflight_bytes:
-            self._reject_busy()
+            self._reject_busy(-1)
             return
-        self.body.append(body)
+        if not start:
+            self.body = body
+        else:
+            if not isinstance(self.body, bytearray):
+                self.body = bytearray(self.body)
+            self.body += body  # grown in place (realloc), never a second full copy
 
     def on_message_complete(self) -> None:
         self.in_message = False
-        if self.rejected:
+        if self.rejected or self.closed:
             return
-        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        req = Request(self.parser.get_method().decode("latin-1"), self.url, self.headers, body,
-                      self.parser.should_keep_alive(), self.started)
+        req = Request(self.parser.get_method().decode("latin-1"), self.url, self.headers, self.body,
+                      self.parser.should_keep_alive(), self.started, self.cost)
+        self.body = b""
+        self.cost = 0  # the request holds it now: released when its answer is written
         self.pending.append(req)
         if len(self.pending) > self.config.max_pipeline and not self.paused and self.transport:
             self.paused = True
@@ -263,13 +303,40 @@ class Connection(asyncio.Protocol):
 
     def _reject_too_large(self) -> None:
         self.rejected = True
-        self.body = []
+        self.body = b""
         self._fail(413, f"Request body is larger than the limit of {self.config.max_request_bytes} bytes")
 
-    def _reject_busy(self) -> None:
-        self.body = []  # its bytes leave the in-flight total when the connection is lost, just after
-        self._fail(429, f"Server is over its limit of {self.config.max_inflight_bytes} request bytes in flight; "
-                        "retry later")
+    def _reject_busy(self, expected: int) -> None:
+        """429 RESOURCE_EXHAUSTED now, with `Connection: close`; the body is then read and
+        dropped (up to its declared length, else `max_request_bytes`, for `_DISCARD_SECONDS` at
+        most) rather than buffered, so that a client still sending it reads the 429 instead of
+        a connection reset. The connection then closes."""
+        self.body = b""
+        self._release(self.cost)
+        self.cost = 0
+        self.rejected = True
+        self.in_head = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.pending.clear()
+        message = (f"Server is over its limit of {self.config.max_inflight_bytes} bytes of requests in flight; "
+                   "retry later")
+        body = self.server.app.error_body(message)
+        self.transport.write(self.server.heads.head(429, _ERROR_TYPE, len(body), close=True) + body)
+        self.closed = True
+        self.discard = (expected if expected >= 0 else self.config.max_request_bytes) - self.size
+        self.server.loop.call_later(_DISCARD_SECONDS, self._end_discard)
+        self._discard(0)
+
+    def _discard(self, n: int) -> None:
+        self.discard -= n
+        if self.discard <= 0:
+            self._end_discard()
+
+    def _end_discard(self) -> None:
+        self.discard = -1
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
     def _release(self, n: int) -> None:
         """Take `n` bytes of this connection's requests out of the server's in-flight total."""
@@ -306,8 +373,8 @@ class Connection(asyncio.Protocol):
                 cors: bool = False) -> None:
         """Write one response (on the loop thread) and move to the next pipelined request."""
         self.busy = False
-        if req.body:
-            self._release(len(req.body))
+        if req.cost:
+            self._release(req.cost)
         self.last_active = time.monotonic()
         if self.closed or self.transport is None or self.transport.is_closing():
             return

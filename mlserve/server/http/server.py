@@ -80,7 +80,7 @@ class HttpServer:
                 if now - conn.last_active > config.idle_timeout:
                     conn.transport.abort()
                 continue
-            if conn.busy or conn.pending:
+            if conn.busy or conn.pending or conn.discard >= 0:
                 continue
             if conn.in_head:
                 if now - conn.head_started > config.header_timeout:

@@ -1,0 +1,83 @@
+"""Hostile gRPC requests are answered with TF Serving's codes (INVALID_ARGUMENT, NOT_FOUND, ...),
+never INTERNAL or UNKNOWN, and the server goes on answering.
+
+A few hundred seeded calls from `benchmarks/hostile_grpc.py` (the generator `benchmarks/abuse.py`
+sends 10,000 of), built with the official stubs' messages, against a real server process; and
+TensorProto decoding's limits checked directly (`mlserve.server.tensors`)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Callable
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from mlserve.server import tensors
+from mlserve.server.errors import ServingError
+
+from .conftest import MODEL_NAME, ServerProcess, digits_batch
+
+GENERATOR = Path(__file__).resolve().parents[2] / "benchmarks" / "hostile_grpc.py"
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("hostile_grpc", GENERATOR)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _tensor(dtype: int, dims: list[int], **values: Any) -> Any:
+    t = tensor_pb2.TensorProto(dtype=dtype)
+    for d in dims:
+        t.tensor_shape.dim.add(size=d)
+    for field, vals in values.items():
+        if field == "tensor_content":
+            t.tensor_content = vals
+        else:
+            getattr(t, field).extend(vals)
+    return t
+
+
+@pytest.mark.parametrize("proto", [
+    _tensor(types_pb2.DT_FLOAT, [2**40]),  # 4 TiB of zeros
+    _tensor(types_pb2.DT_INT64, [28, 2**31], int64_val=[1]),  # the last value repeated, 448 GiB
+    _tensor(types_pb2.DT_FLOAT, [2**40, 2, 2**40, 0]),  # no elements, but a count past int64 on the way
+    _tensor(types_pb2.DT_BOOL, [1] * 255),  # more dimensions than TensorShape allows
+    _tensor(types_pb2.DT_HALF, [2**40], half_val=[1]),
+], ids=["zeros", "repeated", "overflow", "rank", "half"])
+def test_tensors_tensorflow_could_not_allocate_are_parse_errors(proto: Any) -> None:
+    with pytest.raises(ServingError) as err:
+        tensors.to_ndarray(proto, "x")
+    assert (err.value.code, err.value.message) == ("INVALID_ARGUMENT", "tensor parsing error: x")
+
+
+def test_small_integers_are_cast_from_int_val_as_tensorflow_does() -> None:
+    # int_val holds int32s; Tensor::FromProto static_casts them to uint8/int8/int16/uint16
+    got = tensors.to_ndarray(_tensor(types_pb2.DT_UINT8, [3], int_val=[139636500, -1, 7]))
+    assert got.dtype == np.uint8 and got.tolist() == [139636500 % 256, 255, 7]
+    got = tensors.to_ndarray(_tensor(types_pb2.DT_INT16, [4], int_val=[70000, 5]))
+    assert got.dtype == np.int16 and got.tolist() == [70000 - 65536, 5, 5, 5]
+
+
+@pytest.mark.slow
+def test_hostile_grpc_requests_are_never_internal(start_server: Callable[..., ServerProcess],
+                                                   digits_base: Path) -> None:
+    server = start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={digits_base}")
+    result = _generator().run(server.grpc_port, 300, MODEL_NAME, seed=12)
+    assert result["internal_or_unknown"] == 0, result["internal_details"]
+    assert result["codes"].get("INVALID_ARGUMENT", 0) > 50  # the calls did reach the checks
+    assert set(result["per_method"]) >= {"Predict", "Classify", "Regress", "MultiInference",
+                                         "GetModelMetadata", "GetModelStatus"}
+    # and the server still answers a good predict
+    x = digits_batch(2)
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = MODEL_NAME
+    req.inputs["Conv1_input"].CopyFrom(tensors.to_proto(x, as_content=True))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        answer = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(req, timeout=30)
+    assert tensors.to_ndarray(next(iter(answer.outputs.values()))).shape[0] == 2
