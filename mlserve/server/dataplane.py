@@ -29,6 +29,7 @@ import numpy as np
 
 from mlserve.server import metrics
 from mlserve.server.batching import Batcher, BatchingOptions, Done
+from mlserve.server.budget import InflightBudget
 from mlserve.server.errors import ServingError
 from mlserve.server.manager import ModelManager, VersionStatus
 from mlserve.server.reloadpolicy import ReloadPolicy
@@ -60,9 +61,11 @@ class DataPlane:
     """Models, batching and metrics of model calls behind one API (see the module docstring)."""
 
     def __init__(self, manager: ModelManager, batcher: Batcher | None = None, *,
-                 per_model_batching: bool = False) -> None:
+                 per_model_batching: bool = False, budget: InflightBudget | None = None) -> None:
         self.manager = manager
         self.batcher = batcher
+        # --max_inflight_bytes, one count for every front-end's requests (each has its own otherwise)
+        self.budget = budget
         self._metadata: dict[int, tuple[Servable, ModelMetadata]] = {}
         # --enable_per_model_batching_params (bundle_factory_util.cc GetPerModelBatchingParams):
         # a version folder's batching_params.pbtxt batches that version; without one, no batching.

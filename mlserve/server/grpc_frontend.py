@@ -72,7 +72,7 @@ class GrpcFrontend:
                  config: H2Config, max_send_bytes: int = 2**31 - 1) -> None:
         self.dataplane = dataplane
         self.calls = GrpcCalls(dataplane, request_log, tensor_content=options.enable_serialization_as_tensor_content)
-        self.http = H2Server(self, config)
+        self.http = H2Server(self, config, dataplane.budget)
         self.max_message = config.max_body_bytes - 5
         self.max_send_bytes = max_send_bytes
         self.batching = dataplane.batcher is not None

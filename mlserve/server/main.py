@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from mlserve.errors import MlserveError, UsageError
 from mlserve.server import metrics
 from mlserve.server.batching import Batcher, BatchingOptions
+from mlserve.server.budget import InflightBudget
 from mlserve.server.config import build_config
 from mlserve.server.dataplane import DataPlane
 from mlserve.server.flags import ServerOptions, parse_flags, usage
@@ -121,7 +122,8 @@ class ModelServer:
             load_retry_interval_s=options.load_retry_interval_micros / 1e6)
         self.manager.start()
         self.dataplane = DataPlane(self.manager, self.batcher,
-                                   per_model_batching=options.enable_per_model_batching_params)
+                                   per_model_batching=options.enable_per_model_batching_params,
+                                   budget=InflightBudget(options.max_inflight_bytes))
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)

@@ -70,7 +70,7 @@ class RestServer:
     def __init__(self, dataplane: DataPlane, options: ServerOptions, request_log: RequestLog) -> None:
         self.dataplane = dataplane
         self.request_log = request_log
-        self.http = HttpServer(self, http_config(options))
+        self.http = HttpServer(self, http_config(options), dataplane.budget)
         self.timeout = max(0, options.rest_api_timeout_in_ms) / 1000.0
         self.prom_enabled, self.prom_path = metrics.read_monitoring_config(options.monitoring_config_file)
         threads = options.rest_api_num_threads

@@ -10,6 +10,7 @@ import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlserve.server.budget import InflightBudget
 from mlserve.server.h2 import H2Config, H2Connection
 from mlserve.server.h2 import frames as f
 
@@ -55,7 +56,8 @@ class Echo:
 
 
 def _connection(**config: Any) -> tuple[H2Connection, Recorder, Any]:
-    server = SimpleNamespace(app=Echo(), config=H2Config(**config), connections=set(), inflight=0, stopping=False)
+    cfg = H2Config(**config)
+    server = SimpleNamespace(app=Echo(), config=cfg, connections=set(), budget=InflightBudget(cfg.max_inflight_bytes), stopping=False)
     conn, transport = H2Connection(server), Recorder()
     conn.connection_made(transport)
     conn.data_received(f.PREFACE)
@@ -87,7 +89,7 @@ def test_send_side_flow_control_splitting_and_receive_window() -> None:
     conn.data_received(f.window_update(1, 1000))
     rest = transport.frames()
     assert [k for k, *_ in rest] == [f.DATA, f.HEADERS] and len(rest[0][3]) == 40 and rest[1][1] & f.END_STREAM
-    assert not conn.streams and server.inflight == 0
+    assert not conn.streams and server.budget.held == 0
 
     # a peer that takes 20 KB frames gets 40 KB in 2 frames of its size, 16 KB peers in 3
     conn.data_received(f.settings({f.INITIAL_WINDOW_SIZE: 1 << 20}) + f.window_update(0, 1 << 20))
@@ -108,7 +110,7 @@ def test_limits_refuse_streams_and_bodies() -> None:
     conn.data_received(f.frame(f.DATA, 0, 1, b"x" * 1500))
     sent = transport.frames()
     assert sent[0][0] == f.HEADERS and sent[0][1] & f.END_STREAM  # refused by the app
-    assert (f.RST_STREAM, 0, 1, f.NO_ERROR.to_bytes(4, "big")) in sent and server.inflight == 0
+    assert (f.RST_STREAM, 0, 1, f.NO_ERROR.to_bytes(4, "big")) in sent and server.budget.held == 0
     conn.data_received(f.frame(f.DATA, f.END_STREAM, 1, b"late"))  # after our reset: ignored
     assert not transport.closed
     conn.data_received(f.frame(f.DATA, 0, 7, b"x"))  # an idle stream: a connection error
@@ -127,4 +129,4 @@ def test_fuzzed_frames_answer_or_close_never_raise(frames: list, tail: bytes) ->
     for i in range(0, len(data), 7):  # in small reads, as a network delivers them
         conn.data_received(data[i:i + 7])
     conn.connection_lost(None)
-    assert server.inflight == 0 and not conn.streams
+    assert server.budget.held == 0 and not conn.streams

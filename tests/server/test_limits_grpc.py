@@ -81,3 +81,30 @@ def test_hostile_grpc_requests_are_never_internal(start_server: Callable[..., Se
     with grpc.insecure_channel(server.grpc_target) as channel:
         answer = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(req, timeout=30)
     assert tensors.to_ndarray(next(iter(answer.outputs.values()))).shape[0] == 2
+
+
+def test_rest_and_grpc_share_one_inflight_budget(start_server: Callable[..., ServerProcess],
+                                                 digits_base: Path) -> None:
+    """--max_inflight_bytes is one budget for the whole server: bytes a REST request has reserved
+    leave less for a gRPC call, and come back when that request is gone."""
+    import socket
+    import time
+
+    server = start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={digits_base}",
+                          "--max_inflight_bytes=4000000")
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = MODEL_NAME
+    req.inputs["Conv1_input"].CopyFrom(tensors.to_proto(digits_batch(200), as_content=True))  # 627 kB
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with socket.create_connection(("127.0.0.1", server.rest_port)) as held:
+            # headers of an 850 kB body: 4 x 850 kB = 3.4 MB of the 4 MB reserved, the body never sent
+            held.sendall(b"POST /v1/models/digits_model:predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 850000\r\n\r\n")
+            time.sleep(0.3)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Predict(req, timeout=30)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        time.sleep(0.3)  # the REST connection is gone, and its reservation with it
+        answer = stub.Predict(req, timeout=30)
+    assert tensors.to_ndarray(next(iter(answer.outputs.values()))).shape[0] == 200

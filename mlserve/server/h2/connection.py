@@ -204,10 +204,10 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         body = f.unpad(flags, payload)
         if not stream.discard:
             stream.body += body
-            self.server.inflight += len(body)
+            within = self.server.budget.charge(len(body))
             if len(stream.body) > self.config.max_body_bytes:
                 self._refuse(stream, f"request of more than {self.config.max_body_bytes} bytes")
-            elif self.server.inflight > self.config.max_inflight_bytes:
+            elif not within:
                 self._refuse(stream, f"server is over its limit of {self.config.max_inflight_bytes} "
                                      "request bytes in flight")
         if flags & f.END_STREAM:
@@ -224,7 +224,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
 
     def _refuse(self, stream: Stream, why: str) -> None:
         stream.discard = True
-        self.server.inflight -= len(stream.body)
+        self.server.budget.release(len(stream.body))
         stream.body = bytearray()
         self.app.refuse(self, stream, why)
 

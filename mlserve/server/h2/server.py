@@ -9,6 +9,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from mlserve.server.budget import InflightBudget
 from mlserve.server.h2 import frames as f
 from mlserve.server.h2.config import H2Config
 from mlserve.server.h2.connection import H2App, H2Connection
@@ -19,11 +20,12 @@ log = logging.getLogger("mlserve.server.h2")
 class H2Server:
     """HTTP/2 for `app`; `start`/`stop` inside a running event loop."""
 
-    def __init__(self, app: H2App, config: H2Config) -> None:
+    def __init__(self, app: H2App, config: H2Config, budget: InflightBudget | None = None) -> None:
         self.app, self.config = app, config
         self.connections: set[H2Connection] = set()
         self.stopping = False
-        self.inflight = 0  # request body bytes received and not yet answered, all connections
+        # request bytes received and not yet answered: shared with other front-ends
+        self.budget = budget or InflightBudget(config.max_inflight_bytes)
         self.port = 0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.AbstractServer | None = None

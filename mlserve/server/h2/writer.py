@@ -132,7 +132,7 @@ class StreamWriter:
             return
         stream.closed = True
         self.streams.pop(stream.id, None)
-        self.server.inflight -= len(stream.body)
+        self.server.budget.release(len(stream.body))
         stream.out = bytearray()
         if cancelled and stream.on_cancel is not None:
             stream.on_cancel()

@@ -241,12 +241,11 @@ class Connection(asyncio.Protocol):
                 # Reserve what the request will cost while in flight, before reading its body:
                 # one multiply and add per request, and a body that does not fit is never buffered.
                 cost = expected * self.config.body_cost_factor
-                if self.server.inflight + cost > self.config.max_inflight_bytes:
+                if not self.server.budget.reserve(cost):
                     self._reject_busy(expected)
                     return
                 self.cost = cost
                 self.held += cost
-                self.server.inflight += cost
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(_CONTINUE)
 
@@ -272,8 +271,7 @@ class Connection(asyncio.Protocol):
         cost = len(body) * self.config.body_cost_factor
         self.cost += cost
         self.held += cost
-        self.server.inflight += cost
-        if self.server.inflight > self.config.max_inflight_bytes:
+        if not self.server.budget.charge(cost):
             self._reject_busy(-1)
             return
         if not start:
@@ -344,7 +342,7 @@ class Connection(asyncio.Protocol):
             return
         n = min(n, self.held)
         self.held -= n
-        self.server.inflight -= n
+        self.server.budget.release(n)
 
     def _fail(self, status: int, message: str) -> None:
         """Answer a request that cannot be parsed or accepted, then close the connection."""

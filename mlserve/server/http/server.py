@@ -8,6 +8,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Protocol
 
+from mlserve.server.budget import InflightBudget
 from mlserve.server.http.config import HttpConfig
 from mlserve.server.http.connection import Connection, HeadCache, Request
 
@@ -27,13 +28,14 @@ class HttpApp(Protocol):
 class HttpServer:
     """HTTP/1.1 for `app`; `start`/`stop` inside a running event loop."""
 
-    def __init__(self, app: HttpApp, config: HttpConfig) -> None:
+    def __init__(self, app: HttpApp, config: HttpConfig, budget: InflightBudget | None = None) -> None:
         self.app = app
         self.config = config
         self.heads = HeadCache()
         self.connections: set[Connection] = set()
         self.stopping = False
-        self.inflight = 0  # request body bytes received and not yet answered, all connections
+        # what requests hold from their headers to their answer: shared with other front-ends
+        self.budget = budget or InflightBudget(config.max_inflight_bytes)
         self.refused = 0  # connections closed at accept, past `max_connections`
         self.max_connections = config.max_connections  # lowered at start if descriptors are short
         self.port = 0
