@@ -3,13 +3,14 @@ default gRPC front-end (`--grpc_frontend=h2`; grpcio's server is the fallback, `
 
 A call's path picks its `grpc_methods.Method`; its one request message is unpacked
 (`grpc_wire`), parsed, and answered by the same `GrpcCalls` work as under grpcio:
-- Predict: handed to `dataplane.predict_then`. With batching it is decoded on the loop and the
-  answer comes back from the batch thread through the server's outbox; without, it runs on a
-  worker (`--grpc_max_threads`, at most 2 per CPU), so a long model call never holds up other
-  connections' I/O, but for a lone client (one open connection) whose small request runs right
-  here, as REST does (measured: the worker hop costs nothing at 32 connections, docs/architecture.md);
+- Predict: decoded on a worker (`--grpc_max_threads`, TF Serving's 4 per CPU; with batching at
+  most 2 per CPU, as REST's threads) and handed to `dataplane.predict_then`: without batching
+  the worker runs the model, so a long model call never holds up other connections' I/O; with
+  batching the answer comes back from the batch thread through the server's outbox. A lone
+  client's (one open connection) small request runs right here instead, as REST's does, saving
+  two thread hand-offs (measured, docs/architecture.md);
 - methods that may block for long (reload, classify, regress, multi-inference, metadata) run
-  on the worker pool (`--grpc_max_threads`, at most 2 per CPU), never on the loop;
+  on the worker pool too, never on the loop;
 - GetModelStatus and health Check answer on the loop; health Watch streams (`grpc_health`).
 `grpc-timeout` arms a timer: DEADLINE_EXCEEDED at expiry, and the work, if not begun, is dropped.
 """
@@ -34,7 +35,7 @@ from mlserve.server.requestlog import RequestLog
 from mlserve.server.workers import WorkerPool
 
 log = logging.getLogger("mlserve.server.grpc")
-INLINE_MAX_BYTES = 64 * 1024  # a lone client's Predict this small runs on the loop (no batching)
+INLINE_MAX_BYTES = 64 * 1024  # a lone client's Predict this small runs on the loop
 
 
 class Call:
@@ -78,7 +79,10 @@ class GrpcFrontend:
         self.batching = dataplane.batcher is not None
         self.health_enabled = options.health_service
         self.health: Health | None = None
-        self.workers = WorkerPool(min(max(options.grpc_max_threads, 1), 2 * schedulable_cpus()), "grpc")
+        threads = max(options.grpc_max_threads, 1)
+        if self.batching:  # the workers only decode and queue: more than CPUs take turns at the GIL
+            threads = min(threads, 2 * schedulable_cpus())
+        self.workers = WorkerPool(threads, "grpc")
         self.loop: Any = None
         self.loop_thread = 0
 
@@ -146,7 +150,7 @@ class GrpcFrontend:
     # -- methods ------------------------------------------------------------------------------
 
     def _predict(self, call: Call, request: Any, size: int) -> None:
-        if not self.batching and (size > INLINE_MAX_BYTES or len(self.http.connections) > 1):
+        if size > INLINE_MAX_BYTES or len(self.http.connections) > 1:
             self._submit(self._predict_now, call, request)
             return
         self._predict_now(call, request)
