@@ -211,16 +211,20 @@ class H2Connection(StreamWriter, asyncio.Protocol):
                 self._refuse(stream, f"server is over its limit of {self.config.max_inflight_bytes} "
                                      "request bytes in flight")
         if flags & f.END_STREAM:
-            stream.remote_done = True
-            if stream.discard:
-                self._maybe_close(stream)
-            else:
-                self.app.body(self, stream)
+            self._request_done(stream)
             return
         stream.unacked += len(payload)
         if stream.unacked >= self.config.initial_window // 2:
             self._out.append(f.window_update(sid, stream.unacked))
             stream.unacked = 0
+
+    def _request_done(self, stream: Stream) -> None:
+        """The client's half of `stream` has ended: hand the request to the app (or close a refused one)."""
+        stream.remote_done = True
+        if stream.discard:
+            self._maybe_close(stream)
+        else:
+            self.app.body(self, stream)
 
     def _refuse(self, stream: Stream, why: str) -> None:
         stream.discard = True
@@ -240,11 +244,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if stream is not None:  # trailers of a request
             if stream.remote_done or not flags & f.END_STREAM:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on a half-closed stream")
-            stream.remote_done = True
-            if stream.discard:
-                self._maybe_close(stream)
-            else:
-                self.app.body(self, stream)
+            self._request_done(stream)
             return
         if not sid & 1 or sid <= self.last_id:
             raise f.ConnectionError_(f.PROTOCOL_ERROR if not sid & 1 else f.STREAM_CLOSED, "bad stream id")

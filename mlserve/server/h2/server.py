@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from typing import Any, Callable
 
 from mlserve.server.budget import InflightBudget
+from mlserve.server.outbox import Outbox
 from mlserve.server.h2 import frames as f
 from mlserve.server.h2.config import H2Config
 from mlserve.server.h2.connection import H2App, H2Connection
@@ -30,12 +29,12 @@ class H2Server:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._outbox: deque[tuple[Callable[..., None], tuple]] = deque()
-        self._flush_scheduled = False
+        self._outbox = Outbox(log, "HTTP/2 answer")
+        self.post = self._outbox.post  # run a call on the loop, from any thread (one wake-up for many)
 
     async def start(self) -> None:
         """Bind `config.host:config.port` (0: a free port, see `.port`) and serve."""
-        self.loop = asyncio.get_running_loop()
+        self.loop = self._outbox.loop = asyncio.get_running_loop()
         self._server = await self.loop.create_server(lambda: H2Connection(self), self.config.host,
                                                      self.config.port, reuse_address=True,
                                                      backlog=self.config.backlog)
@@ -85,24 +84,3 @@ class H2Server:
                     if stream.on_cancel is not None:
                         stream.on_cancel()
         self._sweeper = self.loop.call_later(1.0, self._sweep)
-
-    def post(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run `fn(*args)` on the loop; callable from any thread. What queues meanwhile runs
-        in one loop wake-up (a batch of answers costs one wake-up)."""
-        self._outbox.append((fn, args))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._flush_outbox)
-            except RuntimeError:  # the loop is closed: the server is gone, nobody to answer
-                pass
-
-    def _flush_outbox(self) -> None:
-        self._flush_scheduled = False
-        outbox = self._outbox
-        while outbox:
-            fn, args = outbox.popleft()
-            try:
-                fn(*args)
-            except Exception:  # noqa: BLE001 - one broken answer must not strand the others
-                log.exception("HTTP/2 answer failed")

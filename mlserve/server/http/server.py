@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Protocol
 
 from mlserve.server.budget import InflightBudget
+from mlserve.server.outbox import Outbox
 from mlserve.server.http.config import HttpConfig
 from mlserve.server.http.connection import Connection, HeadCache, Request
 
@@ -42,12 +42,12 @@ class HttpServer:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._outbox: deque[tuple[Callable[..., None], tuple]] = deque()
-        self._flush_scheduled = False
+        self._outbox = Outbox(log, "HTTP answer")
+        self.post = self._outbox.post  # run a call on the loop, from any thread (one wake-up for many)
 
     async def start(self) -> None:
         """Bind `config.host:config.port` (0: a free port, see `.port`) and serve."""
-        self.loop = asyncio.get_running_loop()
+        self.loop = self._outbox.loop = asyncio.get_running_loop()
         self.max_connections = _ensure_descriptors(self.config.max_connections)
         self._server = await self.loop.create_server(lambda: Connection(self), self.config.host,
                                                      self.config.port, reuse_address=True,
@@ -96,30 +96,6 @@ class HttpServer:
                 else:
                     conn.transport.close()
         self._sweeper = self.loop.call_later(1.0, self._sweep)
-
-    def post(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run `fn(*args)` on the loop; callable from any thread.
-
-        Answers from worker and batch threads queue here and one loop wake-up runs all that
-        queued meanwhile: a batch of 30 answers costs one wake-up, not 30.
-        """
-        self._outbox.append((fn, args))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._flush_outbox)
-            except RuntimeError:  # the loop is closed: the server is gone, nobody to answer
-                pass
-
-    def _flush_outbox(self) -> None:
-        self._flush_scheduled = False  # before draining: what is posted from now on schedules anew
-        outbox = self._outbox
-        while outbox:
-            fn, args = outbox.popleft()
-            try:
-                fn(*args)
-            except Exception:  # noqa: BLE001 - one broken answer must not strand the others
-                log.exception("HTTP answer failed")
 
 
 def _ensure_descriptors(connections: int, spare: int = 256) -> int:
