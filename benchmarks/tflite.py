@@ -28,9 +28,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import serving  # noqa: E402 - the serving benchmark's process, wrk and body helpers
-
-MODEL_NAME = serving.MODEL_NAME
+# the serving harness's modules: bodies, processes, answer checks, wrk, progress lines
+from bodies import MODEL_NAME, PREDICT_PATH, rest_body  # noqa: E402
+from checks import check_predictions, http, wait_until  # noqa: E402
+from loadgen import run_wrk  # noqa: E402
+from procs import free_port, start, stop  # noqa: E402
+from rounds import log  # noqa: E402
 
 
 def prepare(work: Path, epochs: int, data: str) -> dict:
@@ -57,20 +60,20 @@ def prepare(work: Path, epochs: int, data: str) -> dict:
 
 
 def start_server(base: Path, work: Path, name: str, flags: list[str]) -> tuple:
-    rest, grpc = serving.free_port(), serving.free_port()
-    log = work / f"{name}.log"
-    proc = serving.start([sys.executable, "-m", "mlserve.server", f"--port={grpc}", f"--rest_api_port={rest}",
-                          f"--model_name={MODEL_NAME}", f"--model_base_path={base}",
-                          "--file_system_poll_wait_seconds=0", "--host=127.0.0.1", *flags], log,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    rest, grpc = free_port(), free_port()
+    logfile = work / f"{name}.log"
+    proc = start([sys.executable, "-m", "mlserve.server", f"--port={grpc}", f"--rest_api_port={rest}",
+                  f"--model_name={MODEL_NAME}", f"--model_base_path={base}",
+                  "--file_system_poll_wait_seconds=0", "--host=127.0.0.1", *flags], logfile,
+                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     url = f"http://127.0.0.1:{rest}"
 
     def ready() -> bool:
         with urllib.request.urlopen(f"{url}/v1/models/{MODEL_NAME}", timeout=2) as r:
             return '"AVAILABLE"' in r.read().decode()
 
-    serving.wait_until(proc, log, ready, 120)
-    return proc, url + serving.PREDICT_PATH
+    wait_until(proc, logfile, ready, 120)
+    return proc, url + PREDICT_PATH
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,32 +84,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="sample")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="mlserve-bench-tflite-"))
-    serving.log(f"work folder {work}")
+    log(f"work folder {work}")
     prepared = prepare(work, args.epochs, args.data)
     bases = prepared.pop("bases")
     body = work / "body.json"
-    body.write_bytes(serving.rest_body(1))
+    body.write_bytes(rest_body(1))
     servers = {}
     try:
         servers["savedmodel"] = start_server(bases["savedmodel"], work, "savedmodel", [])
         servers["tflite-int8"] = start_server(bases["int8"], work, "tflite-int8", ["--prefer_tflite_model"])
         for _, url in servers.values():
-            serving.check_predictions(serving.http("POST", url, body.read_bytes())[1], 1)
+            check_predictions(http("POST", url, body.read_bytes())[1], 1)
         runs: dict[str, dict[str, list]] = {k: {"p50_c1": [], "rps_c32": [], "p50_c32": []} for k in servers}
         for r in range(args.rounds):
             order = list(servers) if r % 2 == 0 else list(reversed(servers))
             for name in order:
                 url = servers[name][1]
-                one = serving.run_wrk(url, body, 1, args.seconds)
-                many = serving.run_wrk(url, body, 32, args.seconds)
+                one = run_wrk(url, body, 1, args.seconds)
+                many = run_wrk(url, body, 32, args.seconds)
                 runs[name]["p50_c1"].append(one["p50_ms"])
                 runs[name]["rps_c32"].append(many["rps"])
                 runs[name]["p50_c32"].append(many["p50_ms"])
-                serving.log(f"round {r + 1} {name}: p50 1 conn {one['p50_ms']:.3f} ms, "
+                log(f"round {r + 1} {name}: p50 1 conn {one['p50_ms']:.3f} ms, "
                             f"{many['rps']:.0f} req/s at 32 (errors {one['errors'] + many['errors']})")
     finally:
         for proc, _ in servers.values():
-            serving.stop(proc)
+            stop(proc)
     medians = {k: {m: round(statistics.median(v), 3) for m, v in runs[k].items()} for k in runs}
     saved, lite = medians["savedmodel"], medians["tflite-int8"]
     checks = {
