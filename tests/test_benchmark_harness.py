@@ -285,3 +285,15 @@ def test_run_sh_help_installs_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "--long" in done.stdout and "--rounds" in done.stdout
     assert not calls.exists() and "installing" not in done.stderr
+
+
+@pytest.mark.parametrize("script", ["serving.py", "h2load_grpc.py", "abuse.py", "tflite.py"])
+def test_benchmark_scripts_start(script: str) -> None:
+    """Each benchmark script imports and prints its help: a script that is only run by hand must
+    not break silently when the harness modules it borrows from move (tflite.py once did)."""
+    import subprocess
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    done = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage" in done.stdout.lower()
