@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mlserve.runtimes import process
 from mlserve.runtimes.process import free_port, tail_lines  # noqa: F401 - the harness's helpers
+from mlserve.runtimes.process import group_pids as group_members  # live processes of a group
 
 SERVER_CORE, LOADGEN_CORE = "0", "1"
 
@@ -47,22 +48,6 @@ def stop_all() -> None:
 
 def tail(path: Path, lines: int = 15) -> str:
     return "\n".join(tail_lines(path, lines))
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:  # stat fields 3 and 5: state, pgrp
-            pids.append(int(entry.name))
-    return pids
 
 
 def group_cpu_seconds(pgid: int) -> float:

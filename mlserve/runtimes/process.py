@@ -153,8 +153,9 @@ def listening_inodes(port: int) -> set[int]:
     return inodes
 
 
-def session_pids(sid: int) -> list[int]:
-    """Live processes of session `sid` (a child started with start_new_session leads one)."""
+def _live_pids(field: int, value: int) -> list[int]:
+    """Live (not zombie) processes whose /proc stat `field`, counted after the command name
+    (0 state, 2 process group, 3 session), is `value`."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -163,9 +164,19 @@ def session_pids(sid: int) -> list[int]:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        if fields and fields[0] != "Z" and int(fields[3]) == sid:  # stat fields 3 and 6
+        if len(fields) > field and fields[0] != "Z" and int(fields[field]) == value:
             pids.append(int(entry.name))
     return pids
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes of session `sid` (a child started with start_new_session leads one)."""
+    return _live_pids(3, sid)
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live processes of process group `pgid`."""
+    return _live_pids(2, pgid)
 
 
 def _holds(pid: int, sockets: set[str]) -> bool:
