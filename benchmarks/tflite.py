@@ -37,8 +37,8 @@ from rounds import log  # noqa: E402
 
 
 def prepare(work: Path, epochs: int, data: str) -> dict:
-    from mlserve.export import export_model
-    from mlserve.model import train
+    from mlserve.model.export import export_model
+    from mlserve.model.cnn import train
 
     os.environ["MLSERVE_HOME"] = str(work / "home")
     result = train(epochs=epochs, data=data, seed=1, output=work / "trained")

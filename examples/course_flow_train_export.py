@@ -16,9 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from mlserve import settings  # noqa: E402
-from mlserve.data import load_mnist, prepare_images  # noqa: E402
-from mlserve.export import export_model, list_versions  # noqa: E402
-from mlserve.model import train  # noqa: E402
+from mlserve.model.data import load_mnist, prepare_images  # noqa: E402
+from mlserve.model.export import export_model, list_versions  # noqa: E402
+from mlserve.model.cnn import train  # noqa: E402
 from mlserve.workspace import Workspace  # noqa: E402
 
 

@@ -18,9 +18,9 @@ MODEL_NAME = "digits_model"
 
 def export_tiny_model(root: Path) -> Path:
     """Train the course CNN for one epoch on the shipped sample and export it as version 1."""
-    from mlserve.data import load_mnist, prepare_images
-    from mlserve.export import export_model
-    from mlserve.model import build_model
+    from mlserve.model.data import load_mnist, prepare_images
+    from mlserve.model.export import export_model
+    from mlserve.model.cnn import build_model
 
     data = load_mnist("sample")
     model = build_model()

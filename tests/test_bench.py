@@ -7,7 +7,7 @@ from PIL import Image
 
 from mlserve.bench import CannedServer, cost_per_million, run_bench
 from mlserve.client import ModelTarget
-from mlserve.plots import BENCH_FIGURE_PX
+from mlserve.tools.plots import BENCH_FIGURE_PX
 from predict_helpers import free_port, parse_json_stdout, run_cli
 
 pytestmark = pytest.mark.slow

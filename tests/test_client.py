@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
-    from mlserve.data import load_mnist, prepare_images
+    from mlserve.model.data import load_mnist, prepare_images
 
     return prepare_images(load_mnist("sample").x_test[:5])
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlserve import data
-from mlserve.data import load_mnist, prepare_images
+from mlserve.model import data
+from mlserve.model.data import load_mnist, prepare_images
 from mlserve.errors import DataError, NotFoundError
 
 
@@ -160,7 +160,7 @@ def test_sample_keyword_selects_the_sample_without_warning() -> None:
 def test_sample_split_is_identical_in_another_process() -> None:
     # `mlserve predict --index 0` runs in another process: it must see the same test digits.
     here = load_mnist(allow_download=False)
-    code = ("import hashlib; from mlserve.data import load_sample; d = load_sample(); "
+    code = ("import hashlib; from mlserve.model.data import load_sample; d = load_sample(); "
             "print(hashlib.sha256(d.x_test.tobytes() + d.y_test.tobytes()).hexdigest())")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                            check=True, env=os.environ.copy()).stdout.strip()
@@ -179,7 +179,7 @@ def test_prepare_images() -> None:
 
 
 def test_modules_import_without_tensorflow_or_matplotlib() -> None:
-    code = ("import sys; import mlserve.data, mlserve.model, mlserve.export, mlserve.plots, "
+    code = ("import sys; import mlserve.model.data, mlserve.model.cnn, mlserve.model.export, mlserve.tools.plots, "
             "mlserve.cli.train, mlserve.cli.export; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
@@ -204,7 +204,7 @@ def test_train_cli_reports_bad_data_without_traceback(tmp_path: Path, capsys: py
 def test_network_check_says_in_one_line_what_it_tried() -> None:
     import socket
 
-    from mlserve.data import network_problem
+    from mlserve.model.data import network_problem
 
     # .invalid never resolves (RFC 6761): the check says so instead of trying a download.
     problem = network_problem("mnist.example.invalid", 443, timeout=2.0)
@@ -219,7 +219,7 @@ def test_network_check_says_in_one_line_what_it_tried() -> None:
 
 
 def test_unreachable_download_falls_back_to_the_sample_with_one_note(monkeypatch) -> None:
-    import mlserve.data as data
+    import mlserve.model.data as data
 
     monkeypatch.setattr(data, "DOWNLOAD_HOST", "mnist.example.invalid")
     loaded = data.load_mnist(allow_download=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from mlserve.cli.app import app
-from mlserve.export import list_debris, remove_debris
+from mlserve.model.export import list_debris, remove_debris
 
 
 def _dead_pid() -> int:

@@ -1,4 +1,4 @@
-"""mlserve.litert: a bounded pool of LiteRT interpreters answers concurrent calls, one interpreter
+"""mlserve.edge.litert: a bounded pool of LiteRT interpreters answers concurrent calls, one interpreter
 per call, with the answers of a single interpreter; bad files are DataErrors."""
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def content() -> bytes:
 
 
 def test_pool_runs_at_most_size_calls_at_once_with_the_same_answers(content: bytes) -> None:
-    from mlserve.litert import InterpreterPool, TFLiteModel
+    from mlserve.edge.litert import InterpreterPool, TFLiteModel
 
     images = np.random.default_rng(1).random((24, 28, 28, 1), dtype=np.float32)
     expected = TFLiteModel(content=content).predict_images(images)
@@ -57,7 +57,7 @@ def test_pool_runs_at_most_size_calls_at_once_with_the_same_answers(content: byt
 
 
 def test_corrupt_file_and_missing_signature_are_data_errors(content: bytes, tmp_path) -> None:
-    from mlserve.litert import TFLiteModel
+    from mlserve.edge.litert import TFLiteModel
 
     with pytest.raises(DataError, match="not a valid TFLite model"):
         TFLiteModel(content=b"garbage" * 20)

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlserve.data import load_sample
-from mlserve.plots import (BENCH_FIGURE_PRICED_PX, BENCH_FIGURE_PX, PREDICTION_TILE_PX,
+from mlserve.model.data import load_sample
+from mlserve.tools.plots import (BENCH_FIGURE_PRICED_PX, BENCH_FIGURE_PX, PREDICTION_TILE_PX,
                            plot_bench, plot_predictions, plot_training_history,
                            prediction_figure_px)
 

@@ -7,9 +7,9 @@ import pytest
 from probes import heavy_imports
 from PIL import Image
 
-from mlserve.inputs import load_image_file, validate_images
+from mlserve.model.inputs import load_image_file, validate_images
 from mlserve.errors import DataError
-from mlserve.plots import PREDICTION_TILE_PX
+from mlserve.tools.plots import PREDICTION_TILE_PX
 from predict_helpers import free_port, parse_json_stdout, reference_probabilities, run_cli
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def test_split():
-    from mlserve.data import load_mnist
+    from mlserve.model.data import load_mnist
 
     data = load_mnist("sample")
     return data.x_test, data.y_test
@@ -183,7 +183,7 @@ def _photo_variants(digit: np.ndarray, tmp_path) -> dict[str, object]:
 
 
 def test_photo_like_digits_are_framed_as_mnist(digits_model_base, test_split, tmp_path) -> None:
-    from mlserve.inputs import from_image_files
+    from mlserve.model.inputs import from_image_files
 
     x, y = test_split
     # The test digit the (one-epoch, unseeded) model gets right most confidently: any clear digit
@@ -212,7 +212,7 @@ def test_a_blank_page_is_an_empty_frame(tmp_path) -> None:
 
 
 def test_plot_of_many_digits_wraps_at_ten_per_row(digits_server, tmp_path) -> None:
-    from mlserve.plots import prediction_figure_px
+    from mlserve.tools.plots import prediction_figure_px
 
     png = tmp_path / "many.png"
     proc = run_cli("predict", *_rest(digits_server), "--random", "12", "--seed", "3",

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
-    from mlserve.data import load_mnist
+    from mlserve.model.data import load_mnist
 
     return load_mnist("sample").x_test[:300]  # uint8 (300, 28, 28)
 
@@ -64,7 +64,7 @@ def _client_factory(server, *, fail_after: int | None = None, transport: str = "
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_npy_to_jsonl_in_order_with_the_models_answers(digits_server, digits, tmp_path, transport) -> None:
-    from mlserve.scoring import open_dataset, partial_paths, score
+    from mlserve.tools.scoring import open_dataset, partial_paths, score
 
     source = tmp_path / "digits.npy"
     np.save(source, digits)
@@ -86,7 +86,7 @@ def test_npy_to_jsonl_in_order_with_the_models_answers(digits_server, digits, tm
 
 def test_interrupted_job_leaves_no_output_and_resumes_to_the_same_file(digits_server, digits,
                                                                         tmp_path) -> None:
-    from mlserve.scoring import open_dataset, partial_paths, score
+    from mlserve.tools.scoring import open_dataset, partial_paths, score
 
     source = tmp_path / "digits.npy"
     np.save(source, digits)
@@ -115,7 +115,7 @@ def test_interrupted_job_leaves_no_output_and_resumes_to_the_same_file(digits_se
 def test_partial_file_of_another_job_and_existing_output_are_refused(digits_server, digits,
                                                                      tmp_path) -> None:
     from mlserve.errors import ConflictError
-    from mlserve.scoring import open_dataset, partial_paths, score
+    from mlserve.tools.scoring import open_dataset, partial_paths, score
 
     first, second = tmp_path / "a.npy", tmp_path / "b.npy"
     np.save(first, digits)

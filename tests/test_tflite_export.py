@@ -54,8 +54,8 @@ def test_model_tflite_sits_beside_the_saved_model_with_its_measurements(exported
 def test_tflite_answers_like_the_saved_model_with_float_in_and_out(exported: dict) -> None:
     import tensorflow as tf
 
-    from mlserve.data import load_mnist, prepare_images
-    from mlserve.litert import TFLiteModel
+    from mlserve.model.data import load_mnist, prepare_images
+    from mlserve.edge.litert import TFLiteModel
 
     images = prepare_images(load_mnist("sample").x_test[:32])
     folder = exported["versions"]["float32"]
@@ -75,13 +75,13 @@ def test_tflite_answers_like_the_saved_model_with_float_in_and_out(exported: dic
 
 
 def test_compacted_file_computes_what_the_converter_wrote_without_its_names(exported: dict) -> None:
-    """`mlserve.tflite.compact` drops tensor names and the converter's metadata, keeps the
+    """`mlserve.edge.tflite.compact` drops tensor names and the converter's metadata, keeps the
     signature LiteRT runs by its keys, and the file's answers stay bit for bit the same."""
     import tensorflow as tf
 
-    from mlserve.data import load_mnist, prepare_images
-    from mlserve.litert import TFLiteModel
-    from mlserve.tflite import compact
+    from mlserve.model.data import load_mnist, prepare_images
+    from mlserve.edge.litert import TFLiteModel
+    from mlserve.edge.tflite import compact
 
     folder = exported["versions"]["float32"]
     loaded = tf.saved_model.load(str(folder))
@@ -102,7 +102,7 @@ def test_compacted_file_computes_what_the_converter_wrote_without_its_names(expo
 
 def test_export_refuses_to_overwrite_a_version(exported: dict) -> None:
     from mlserve.errors import ConflictError
-    from mlserve.export import export_model
+    from mlserve.model.export import export_model
 
     folder = exported["versions"]["int8"]
     before = (folder / "model.tflite").read_bytes()

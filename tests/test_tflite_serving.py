@@ -24,7 +24,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     keras_path = train_tiny(root)
     base = root / "models" / MODEL_NAME
     export_with_tflite(keras_path, base, 1, "int8")
-    from mlserve.data import load_mnist, prepare_images
+    from mlserve.model.data import load_mnist, prepare_images
 
     images = prepare_images(load_mnist("sample").x_test[:8])
     return {"root": root, "keras": keras_path, "base": base, "images": images}
@@ -38,7 +38,7 @@ def _saved_model_answer(version_dir: Path, images: np.ndarray) -> np.ndarray:
 
 
 def _tflite_answer(version_dir: Path, images: np.ndarray) -> np.ndarray:
-    from mlserve.litert import TFLiteModel
+    from mlserve.edge.litert import TFLiteModel
 
     return np.concatenate([TFLiteModel(version_dir / "model.tflite").predict_images(images[i:i + 1])
                            for i in range(len(images))])
@@ -71,7 +71,7 @@ def _grpc_signature_def(server):
 
 
 def _saved_signature_def(version_dir: Path):
-    from mlserve.server.servable import read_meta_graph
+    from mlserve.server.servables.savedmodel import read_meta_graph
 
     return read_meta_graph(version_dir, ["serve"]).signature_def["serving_default"]
 

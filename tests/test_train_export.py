@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlserve.cli.app import main
-from mlserve.data import load_sample, prepare_images
+from mlserve.model.data import load_sample, prepare_images
 
 pytestmark = pytest.mark.slow
 MLSERVE = Path(sys.executable).with_name("mlserve")
@@ -131,7 +131,7 @@ def test_export_two_versions_serve_the_keras_predictions(
 
 
 def test_signature_as_tf_serving_sees_it(home: Path) -> None:
-    from mlserve.export import describe_signature
+    from mlserve.model.export import describe_signature
 
     signature = describe_signature(home / "models" / "digits_model" / "1")
     assert signature["method"] == "tensorflow/serving/predict"
@@ -181,7 +181,7 @@ def test_interrupted_export_leaves_nothing(trained: dict[str, Any], tmp_path: Pa
                                            interrupt: type[BaseException]) -> None:
     import tensorflow as tf
 
-    from mlserve.export import export_model
+    from mlserve.model.export import export_model
 
     base = tmp_path / "models"
     model = Path(trained["model_path"])
@@ -238,8 +238,8 @@ def test_missing_things_are_not_found(home: Path, capsys: pytest.CaptureFixture[
 
 
 def test_seed_makes_training_reproducible(tmp_path: Path) -> None:
-    from mlserve.data import MnistData
-    from mlserve.model import train
+    from mlserve.model.data import MnistData
+    from mlserve.model.cnn import train
 
     sample = load_sample()
     small = MnistData(sample.x_train[:512], sample.y_train[:512], sample.x_test[:128], sample.y_test[:128],
@@ -254,8 +254,8 @@ def test_seed_makes_training_reproducible(tmp_path: Path) -> None:
 def test_seeded_training_leaves_determinism_as_it_was(tmp_path: Path) -> None:
     from tensorflow.python.framework import config as tf_config
 
-    from mlserve.data import MnistData
-    from mlserve.model import train
+    from mlserve.model.data import MnistData
+    from mlserve.model.cnn import train
 
     sample = load_sample()
     tiny = MnistData(sample.x_train[:64], sample.y_train[:64], sample.x_test[:32], sample.y_test[:32],

@@ -42,7 +42,7 @@ def env(mlserve_home: Path) -> dict[str, str]:
 
 
 def test_train_export_serve_query_hot_swap_stop(env: dict[str, str], mlserve_home: Path) -> None:
-    from mlserve.data import load_mnist, prepare_images
+    from mlserve.model.data import load_mnist, prepare_images
 
     mlserve("train", "--epochs", "1", "--seed", "1", env=env)
     mlserve("export", "--version", "1", env=env)

@@ -10,8 +10,8 @@ MODEL_NAME = "digits_model"
 
 def train_tiny(root: Path) -> Path:
     """model.keras + record.json (data: the shipped sample) under `root`; returns the .keras path."""
-    from mlserve.data import load_mnist, prepare_images
-    from mlserve.model import build_model
+    from mlserve.model.data import load_mnist, prepare_images
+    from mlserve.model.cnn import build_model
 
     data = load_mnist("sample")
     model = build_model()
@@ -26,7 +26,7 @@ def train_tiny(root: Path) -> Path:
 
 
 def export_with_tflite(keras_path: Path, base: Path, version: int, quantization: str | None) -> Path:
-    from mlserve.export import export_model
+    from mlserve.model.export import export_model
 
     return export_model(keras_path, base, version, model_name=MODEL_NAME, tflite=quantization).path
 

@@ -70,7 +70,7 @@ def bench(
                                     price_per_hour=price_per_hour, progress=progress,
                                     on_level=measured)
         else:
-            from mlserve import inputs
+            from mlserve.model import inputs
 
             images = _images(inputs, batch_size, data)
             target = ModelTarget(settings.get("model_name", model), version=version, label=label,
@@ -93,7 +93,7 @@ def bench(
         raise typer.Exit(130)
 
     if plot:
-        from mlserve.plots import plot_bench
+        from mlserve.tools.plots import plot_bench
         from mlserve.workspace import Workspace
 
         path = plot_file or Workspace.current().plots_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.png"
@@ -106,7 +106,7 @@ def _images(inputs, batch_size: int, data: Optional[str]):
     """`batch_size` test digits (repeated when the split is smaller)."""
     import numpy as np
 
-    from mlserve.data import load_mnist
+    from mlserve.model.data import load_mnist
 
     x = load_mnist(data, allow_download=False).x_test
     picks = np.arange(batch_size) % len(x)

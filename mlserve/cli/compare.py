@@ -33,10 +33,10 @@ def compare(
     when served by the embedded server (1 image per request), and resident memory. Nothing in the
     model base path changes; the conversions live in a temporary folder.
     """
-    from mlserve.compare import compare as run_compare
-    from mlserve.compare import parse_formats
+    from mlserve.edge.compare import compare as run_compare
+    from mlserve.edge.compare import parse_formats
     from mlserve.errors import NotFoundError
-    from mlserve.export import list_versions, parse_version
+    from mlserve.model.export import list_versions, parse_version
 
     chosen = parse_formats(formats)
     number = parse_version(version)
@@ -58,7 +58,7 @@ def compare(
     data = result.as_dict()
     written = None
     if plot or plot_file is not None:
-        from mlserve.compare_plot import plot_comparison
+        from mlserve.edge.compare_plot import plot_comparison
         from mlserve.workspace import Workspace
 
         path = plot_file or Workspace.current().plots_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.png"

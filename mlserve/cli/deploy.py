@@ -73,7 +73,7 @@ def _spec(model: Optional[str], base_path: Optional[Path], versions: str, name: 
         cpu_limit=cpu_limit, memory_limit=memory_limit, cpu_target=cpu_target, batching=batching,
         batching_parameters=parameters, poll_seconds=poll, tfs_args=list(tfs_arg or []))
     if plan_file is not None:
-        from mlserve.plan import load_plan
+        from mlserve.tools.plan import load_plan
 
         specs.apply_plan(spec, load_plan(plan_file), plan_file.name)
     if min_replicas is not None:

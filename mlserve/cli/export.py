@@ -42,11 +42,11 @@ def export(
     Writes <model-base-path>/<version>/ (saved_model.pb, variables/, assets.extra/) atomically, with a
     serving_default signature: input Conv1_input float32 (-1, 28, 28, 1), output softmax (-1, 10).
     """
-    from mlserve.export import export_model, parse_version
-    from mlserve.model import MODEL_FILE
+    from mlserve.model.export import export_model, parse_version
+    from mlserve.model.cnn import MODEL_FILE
     from mlserve.workspace import Workspace
 
-    from mlserve.tflite import parse_quantization
+    from mlserve.edge.tflite import parse_quantization
 
     number = parse_version(version)  # a bad --version fails before TensorFlow loads
     quantization = parse_quantization(tflite)
@@ -87,7 +87,7 @@ def models(
     the model.tflite beside each SavedModel (quantisation, size, accuracy measured with LiteRT)."""
     from rich.table import Table
 
-    from mlserve.export import list_debris, list_versions
+    from mlserve.model.export import list_debris, list_versions
     from mlserve.rollout.target import labels_by_version
 
     name = settings.get("model_name", model_name)

@@ -36,7 +36,7 @@ def plan(
     per hour, month and million predictions, with the arithmetic in one table. `--json` output
     feeds `mlserve deploy ... --plan`.
     """
-    from mlserve import plan as core
+    from mlserve.tools import plan as core
 
     if bench_json is not None:
         bench, source = core.read_bench(bench_json), bench_json.name

@@ -48,7 +48,7 @@ def predict(
     (--image) or from a .npy array (--npy). Works with tensorflow_model_server, `mlserve serve`
     and any TF Serving-compatible server.
     """
-    from mlserve import inputs
+    from mlserve.model import inputs
     from mlserve.client import ModelTarget, connect, predict_rows
     from mlserve.errors import UsageError
 
@@ -104,7 +104,7 @@ def predict(
             output.out.print(f"{right}/{len(known)} correct")
 
     if plot:
-        from mlserve.plots import plot_predictions
+        from mlserve.tools.plots import plot_predictions
         from mlserve.workspace import Workspace
 
         path = plot_file or Workspace.current().plots_dir / f"predictions-{time.strftime('%Y%m%d-%H%M%S')}.png"

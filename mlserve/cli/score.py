@@ -1,5 +1,5 @@
 """Batch scoring for `mlserve predict --score`: the progress bar and the summary around
-`mlserve.scoring.score` (kept apart so predict.py stays about real-time requests)."""
+`mlserve.tools.scoring.score` (kept apart so predict.py stays about real-time requests)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +14,7 @@ def run(source: Path, destination: Path | None, make_client: Callable[[], Any], 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from mlserve.errors import UsageError
-    from mlserve.scoring import open_dataset, score
+    from mlserve.tools.scoring import open_dataset, score
 
     if destination is None:
         raise UsageError("--score needs --output FILE (.jsonl or .csv)", hint="e.g. --output scores.jsonl")

@@ -8,7 +8,7 @@ import typer
 
 from mlserve import settings
 from mlserve.cli import output
-from mlserve.model import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, TrainingListener
+from mlserve.model.cnn import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, TrainingListener
 
 
 class _RichListener(TrainingListener):
@@ -55,8 +55,8 @@ def train(
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mlserve.data import load_mnist
-    from mlserve.model import train as train_model
+    from mlserve.model.data import load_mnist
+    from mlserve.model.cnn import train as train_model
     from mlserve.workspace import Workspace
 
     mnist = load_mnist(data, allow_download=not no_download)
@@ -76,7 +76,7 @@ def train(
 
     plot_path = None
     if plot:
-        from mlserve.plots import plot_training_history
+        from mlserve.tools.plots import plot_training_history
 
         name = settings.get("model_name", model_name)
         plot_path = plot_training_history(

@@ -82,7 +82,7 @@ def resource_name(model_name: str, name: str | None = None) -> str:
 
 def select_versions(base_path: Path, choice: str = "latest") -> list[int]:
     """The exported versions to deliver: 'latest', 'all' or a comma list such as '1,3'."""
-    from mlserve.export import existing_versions
+    from mlserve.model.export import existing_versions
 
     found = existing_versions(base_path)
     if not found:

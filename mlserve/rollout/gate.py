@@ -1,6 +1,6 @@
 """The accuracy gate of `promote --check N --max-drop X`: held-out digits through the server itself.
 
-The first N digits of the MNIST test split (mlserve.data, the same split `train` held out) go to
+The first N digits of the MNIST test split (mlserve.model.data, the same split `train` held out) go to
 the candidate version and to the current stable version, each addressed by version number over
 gRPC; the candidate passes when its accuracy is at most `max_drop` below the stable one's.
 """
@@ -48,7 +48,7 @@ class GateResult:
 
 def held_out_digits(n: int, data: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first `n` held-out test digits, as the model takes them, and their labels."""
-    from mlserve.data import load_mnist, prepare_images
+    from mlserve.model.data import load_mnist, prepare_images
 
     if n <= 0:
         raise UsageError(f"--check {n}: give a positive number of test digits")

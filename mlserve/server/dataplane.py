@@ -27,13 +27,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mlserve.server import metrics
-from mlserve.server.batching import Batcher, BatchingOptions, Done
-from mlserve.server.budget import InflightBudget
+from mlserve.server.observability import metrics
+from mlserve.server.servables.batching import Batcher, BatchingOptions, Done
+from mlserve.server.transport.budget import InflightBudget
 from mlserve.server.errors import ServingError
-from mlserve.server.manager import ModelManager, VersionStatus
-from mlserve.server.reloadpolicy import ReloadPolicy
-from mlserve.server.servable import Servable
+from mlserve.server.models.manager import ModelManager, VersionStatus
+from mlserve.server.models.reloadpolicy import ReloadPolicy
+from mlserve.server.servables.savedmodel import Servable
 
 
 PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"  # TF Serving's kBatchingParamsFilename

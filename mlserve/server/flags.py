@@ -74,7 +74,7 @@ class ServerOptions:
     tensorflow_session_config_file: str = ""
     ssl_config_file: str = ""
     use_alts_credentials: bool = False
-    # TFLite (mlserve.server.tflite_servable): serve <version>/model.tflite where it exists
+    # TFLite (mlserve.server.servables.tflite): serve <version>/model.tflite where it exists
     prefer_tflite_model: bool = False
     num_tflite_pools: int = _CPUS
     num_tflite_interpreters_per_pool: int = 1

@@ -16,21 +16,21 @@ import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
 from mlserve.errors import MlserveError, UsageError
-from mlserve.server import metrics
-from mlserve.server.batching import Batcher, BatchingOptions
-from mlserve.server.budget import InflightBudget
-from mlserve.server.config import build_config
+from mlserve.server.observability import metrics
+from mlserve.server.servables.batching import Batcher, BatchingOptions
+from mlserve.server.transport.budget import InflightBudget
+from mlserve.server.models.config import build_config
 from mlserve.server.dataplane import DataPlane
 from mlserve.server.flags import ServerOptions, parse_flags, usage
-from mlserve.server.loopthread import LoopThread
-from mlserve.server.manager import ModelManager
-from mlserve.server.reloadpolicy import ReloadPolicy
-from mlserve.server.tflite_servable import TFLiteOptions
-from mlserve.server.requestlog import RequestLog
-from mlserve.server.servable import Servable
+from mlserve.server.transport.loopthread import LoopThread
+from mlserve.server.models.manager import ModelManager
+from mlserve.server.models.reloadpolicy import ReloadPolicy
+from mlserve.server.servables.tflite import TFLiteOptions
+from mlserve.server.observability.requestlog import RequestLog
+from mlserve.server.servables.savedmodel import Servable
 
 if TYPE_CHECKING:
-    from mlserve.server.grpc_server import GrpcFront
+    from mlserve.server.frontends.grpc.grpcio.server import GrpcFront
 
 log = logging.getLogger("mlserve.server")
 
@@ -91,8 +91,8 @@ class ModelServer:
         """Load the models, then open the ports. Raises MlserveError/OSError when it cannot."""
         # The front-ends pull in gRPC and TensorFlow's protos (hence TensorFlow): imported here,
         # so that `--help`, `--version` and flag errors answer at once.
-        from mlserve.server.grpc_server import start_grpc
-        from mlserve.server.rest import serve_rest
+        from mlserve.server.frontends.grpc.grpcio.server import start_grpc
+        from mlserve.server.frontends.rest.routes import serve_rest
 
         options = self.options
         _check(options)

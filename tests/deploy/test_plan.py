@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlserve.errors import DataError
-from mlserve.plan import SloUnmetError, explain, make_plan
+from mlserve.tools.plan import SloUnmetError, explain, make_plan
 from predict_helpers import parse_json_stdout, run_cli
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import hpack
 
-from mlserve.server.h2 import frames as f
+from mlserve.server.transport.http2 import frames as f
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from mlserve.server import metrics
-from mlserve.server.batching import Batcher, BatchingOptions
+from mlserve.server.observability import metrics
+from mlserve.server.servables.batching import Batcher, BatchingOptions
 from mlserve.server.errors import ServingError
 
 from .conftest import digits_batch
@@ -20,7 +20,7 @@ SIG = "serving_default"
 
 @pytest.fixture(scope="module")
 def servable(model_templates: Callable[[str], Path]) -> Any:
-    from mlserve.server.servable import Servable
+    from mlserve.server.servables.savedmodel import Servable
 
     return Servable.load("digits_model", 1, model_templates("digits"))
 

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from mlserve.server import codecs
-from mlserve.server.codecs import fastpath
+from mlserve.server.frontends.rest import codecs
+from mlserve.server.frontends.rest.codecs import fastpath
 from mlserve.server.errors import ServingError
 
 F32 = {"x": np.float32}

@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 import requests
 
-from mlserve.server.codecs.jsondoc import decode_b64
+from mlserve.server.frontends.rest.codecs.jsondoc import decode_b64
 from mlserve.server.errors import ServingError
 
 from .conftest import ServerProcess
@@ -59,7 +59,7 @@ PARSE_ERRORS = [
 
 
 def test_an_empty_body_is_refused_before_rapidjson_runs() -> None:
-    from mlserve.server.codecs.jsondoc import parse_json
+    from mlserve.server.frontends.rest.codecs.jsondoc import parse_json
 
     with pytest.raises(ServingError) as err:
         parse_json(b"")
@@ -68,7 +68,7 @@ def test_an_empty_body_is_refused_before_rapidjson_runs() -> None:
 
 @pytest.mark.parametrize("body,message,offset", PARSE_ERRORS)
 def test_json_parse_errors_as_rapidjson_reports_them(body: bytes, message: str, offset: int) -> None:
-    from mlserve.server.codecs.jsondoc import parse_json
+    from mlserve.server.frontends.rest.codecs.jsondoc import parse_json
 
     with pytest.raises(ServingError) as err:
         parse_json(body)
@@ -83,7 +83,7 @@ def test_json_parse_errors_as_rapidjson_reports_them(body: bytes, message: str, 
     (b'{"a": [NaN, Inf, -Inf, -NaN, Infinity, -Infinity]}', None),  # kParseNanAndInfFlag's spellings
 ])
 def test_bodies_rapidjson_parses(body: bytes, expected: dict) -> None:
-    from mlserve.server.codecs.jsondoc import parse_json
+    from mlserve.server.frontends.rest.codecs.jsondoc import parse_json
 
     doc = parse_json(body)
     if expected is None:
@@ -103,13 +103,13 @@ _ROWS = b"[0.1, 0.2, 0.3], " * 20_000
 ])
 def test_long_malformed_tensors_are_located_exactly(body: bytes, expected: tuple[str, int]) -> None:
     """Runs of elements are skipped at C speed (orjson checks them); the error is still rapidjson's."""
-    from mlserve.server.codecs.rapidreader import locate
+    from mlserve.server.frontends.rest.codecs.rapidreader import locate
 
     assert locate(body) == expected
 
 
 def test_content_after_the_document_is_ignored_as_rapidjson_stop_when_done() -> None:
-    from mlserve.server.codecs.jsondoc import parse_json
+    from mlserve.server.frontends.rest.codecs.jsondoc import parse_json
 
     assert parse_json(b'{"instances": [1.0]} trailing') == {"instances": [1.0]}
 

@@ -10,9 +10,9 @@ from typing import Callable
 
 import pytest
 
-from mlserve.server.config import ModelConfig, parse_text
+from mlserve.server.models.config import ModelConfig, parse_text
 from mlserve.server.errors import ServingError
-from mlserve.server.manager import ModelManager
+from mlserve.server.models.manager import ModelManager
 
 from .conftest import digits_batch
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlserve.errors import DataError, UsageError
-from mlserve.server.config import VersionPolicy, build_config, load_config_file, parse_text, to_proto, from_proto
+from mlserve.server.models.config import VersionPolicy, build_config, load_config_file, parse_text, to_proto, from_proto
 from mlserve.server.flags import ServerOptions, parse_flags
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from tensorflow_serving.apis import classification_pb2
 
-from mlserve.server import codecs
+from mlserve.server.frontends.rest import codecs
 from mlserve.server.errors import ServingError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],

@@ -1,4 +1,4 @@
-"""Property-based fuzzing (hypothesis) of the HTTP front end (mlserve/server/http) on a real
+"""Property-based fuzzing (hypothesis) of the HTTP front end (mlserve/server/transport/http1) on a real
 HttpServer: whatever bytes a client sends, it gets HTTP answers below 500 or a closed
 connection, and the server keeps serving others. Bounded: a fixed number of examples, each
 connection with a socket timeout, no per-example deadline."""

@@ -1,4 +1,4 @@
-"""The HTTP/2 gRPC front-end (mlserve/server/h2/ + grpc_frontend.py, the default) against real
+"""The HTTP/2 gRPC front-end (mlserve/server/transport/http2/ + grpc_frontend.py, the default) against real
 server processes: the official stubs through grpcio, and a raw HTTP/2 client (h2client.py) for
 what grpcio never sends. Large answers and tiny windows, grpc-timeout, unknown methods, health
 Check and Watch, gzip requests, limits, hostile bytes, graceful drain, and the grpcio fallback."""
@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, model_management_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from mlserve.server.h2 import frames as f
+from mlserve.server.transport.http2 import frames as f
 
 from .conftest import MODEL_NAME, ServerProcess, digits_batch
 from .h2client import RawH2, messages

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from mlserve.server.flags import ServerOptions, schedulable_cpus
-from mlserve.server.grpc_server import handler_threads
+from mlserve.server.frontends.grpc.grpcio.server import handler_threads
 
 
 def test_without_batching_at_most_two_per_cpu() -> None:
@@ -27,7 +27,7 @@ def test_with_batching_the_flag_stands() -> None:
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset to pin a process to one CPU")
 def test_a_process_pinned_to_one_cpu_gets_two() -> None:
     code = ("from mlserve.server.flags import ServerOptions\n"
-            "from mlserve.server.grpc_server import handler_threads\n"
+            "from mlserve.server.frontends.grpc.grpcio.server import handler_threads\n"
             "print(handler_threads(ServerOptions(grpc_max_threads=64), batching=False))")
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout

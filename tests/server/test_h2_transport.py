@@ -1,4 +1,4 @@
-"""The HTTP/2 transport (mlserve/server/h2/) in-process, on a recording transport: flow control
+"""The HTTP/2 transport (mlserve/server/transport/http2/) in-process, on a recording transport: flow control
 both ways, frame splitting, CONTINUATION, padding, PING, limits, and a bounded fuzz of the frame
 reader (whatever the bytes, the connection answers or closes; it never raises)."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlserve.server.budget import InflightBudget
-from mlserve.server.h2 import H2Config, H2Connection
-from mlserve.server.h2 import frames as f
+from mlserve.server.transport.budget import InflightBudget
+from mlserve.server.transport.http2 import H2Config, H2Connection
+from mlserve.server.transport.http2 import frames as f
 
 
 class Recorder:

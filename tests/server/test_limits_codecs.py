@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlserve.server import codecs
-from mlserve.server.codecs import fastpath
+from mlserve.server.frontends.rest import codecs
+from mlserve.server.frontends.rest.codecs import fastpath
 from mlserve.server.errors import ServingError
 from tensorflow_serving.apis import classification_pb2
 
@@ -86,7 +86,7 @@ def test_deep_examples_are_invalid_argument(depth: int) -> None:
 
 
 def test_debug_string_is_json_and_bounded() -> None:
-    from mlserve.server.codecs.jsondoc import _json_prefix
+    from mlserve.server.frontends.rest.codecs.jsondoc import _json_prefix
     import json
 
     for value in ({"a": [1, 2.5, {"b": "x"}], "c": None, "d": True}, [[1], [2, [3]]], "x", 1.5, {}, []):

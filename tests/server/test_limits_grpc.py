@@ -3,7 +3,7 @@ never INTERNAL or UNKNOWN, and the server goes on answering.
 
 A few hundred seeded calls from `benchmarks/hostile_grpc.py` (the generator `benchmarks/abuse.py`
 sends 10,000 of), built with the official stubs' messages, against a real server process; and
-TensorProto decoding's limits checked directly (`mlserve.server.tensors`)."""
+TensorProto decoding's limits checked directly (`mlserve.server.servables.tensors`)."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +16,7 @@ import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from mlserve.server import tensors
+from mlserve.server.servables import tensors
 from mlserve.server.errors import ServingError
 
 from .conftest import MODEL_NAME, ServerProcess, digits_batch

@@ -1,4 +1,4 @@
-"""The HTTP layer's limits (mlserve/server/http), against a real HttpServer on an ephemeral port
+"""The HTTP layer's limits (mlserve/server/transport/http1), against a real HttpServer on an ephemeral port
 serving a tiny application: the layer knows nothing of models, so no TensorFlow is needed here.
 
 Each test asserts what a client sees on the socket: the status line, the closed connection, the
@@ -13,8 +13,8 @@ from typing import Iterator
 
 import pytest
 
-from mlserve.server.http import Connection, HttpConfig, HttpServer, Request
-from mlserve.server.loopthread import LoopThread
+from mlserve.server.transport.http1 import Connection, HttpConfig, HttpServer, Request
+from mlserve.server.transport.loopthread import LoopThread
 
 
 class EchoApp:

@@ -10,9 +10,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from mlserve.server.config import ModelConfig, VersionPolicy, parse_text
+from mlserve.server.models.config import ModelConfig, VersionPolicy, parse_text
 from mlserve.server.errors import ServingError
-from mlserve.server.manager import ModelManager, scan_versions
+from mlserve.server.models.manager import ModelManager, scan_versions
 
 from .conftest import MODEL_NAME, digits_batch
 
@@ -185,7 +185,7 @@ def test_multi_model_config_reload_and_labels(tmp_path: Path, write_version: Cal
 
 
 def test_warmup_replayed(digits_base: Path) -> None:
-    from mlserve.export import write_warmup_file
+    from mlserve.model.export import write_warmup_file
 
     write_warmup_file(digits_base / "1", MODEL_NAME)
     m = _manager([ModelConfig(MODEL_NAME, str(digits_base))])
@@ -202,7 +202,7 @@ def test_config_file_polling_adds_and_drops_models(tmp_path: Path, write_version
     write_version(b, 1)
     cfg = tmp_path / "models.config"
     cfg.write_text(f"model_config_list {{ config {{ name: 'a' base_path: '{a}' }} }}")
-    from mlserve.server.config import load_config_file
+    from mlserve.server.models.config import load_config_file
 
     m = ModelManager(load_config_file(cfg), poll_seconds=0, config_file=str(cfg), config_poll_seconds=0.2)
     m.start()

@@ -1,0 +1,1 @@
+"""Optimisation for the edge: TFLite/int8 conversion, LiteRT, comparing formats."""

@@ -1,0 +1,1 @@
+"""The grpcio fallback front-end (--grpc_frontend=grpcio)."""

@@ -1,0 +1,195 @@
+"""TF Serving's gRPC methods, each written once: request proto (+ seconds left) -> response
+proto, raising `ServingError`. Both gRPC front-ends call these: `grpc_servicers.py` (grpcio)
+and `grpc_frontend.py` (our HTTP/2). `GrpcCalls.finish` is the one place that counts a call in
+the metrics and the request log.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     inference_pb2, model_management_pb2, predict_pb2, regression_pb2)
+
+from mlserve.server.observability import metrics
+from mlserve.server.servables import tensors
+from mlserve.server.dataplane import DataPlane, ModelRef
+from mlserve.server.errors import ServingError
+from mlserve.server.observability.requestlog import RequestLog
+
+log = logging.getLogger("mlserve.server.grpc")
+
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+# grpc.StatusCode's numbers (the gRPC spec's), so this module needs no grpcio
+CODE_NUMBERS = {name: i for i, name in enumerate((
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"))}
+
+
+def ref_of(model_spec: Any) -> ModelRef:
+    """The ModelRef of a `ModelSpec` proto (latest, a version, or a label)."""
+    if not model_spec.name:
+        raise ServingError("INVALID_ARGUMENT", "ModelSpec has no name specified.")
+    choice = model_spec.WhichOneof("version_choice")
+    if choice == "version":
+        return ModelRef(model_spec.name, version=model_spec.version.value)
+    if choice == "version_label":
+        return ModelRef(model_spec.name, label=model_spec.version_label)
+    return ModelRef(model_spec.name)
+
+
+def spec_of(request: Any) -> Any:
+    """The request's ModelSpec; INVALID_ARGUMENT "Missing ModelSpec" without one (predict_impl.cc,
+    classification_service.cc, regression_service.cc, get_model_metadata_impl.cc)."""
+    if not request.HasField("model_spec"):
+        raise ServingError("INVALID_ARGUMENT", "Missing ModelSpec")
+    return request.model_spec
+
+
+@dataclass(frozen=True)
+class Method:
+    service: str
+    name: str
+    request_type: Any  # the request proto class
+    call: str  # the GrpcCalls method that does the work
+    slow: bool  # may block for long (runs off the event loop in grpc_frontend)
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.name}"
+
+    def model(self, request: Any) -> str:
+        if self.name == "MultiInference":
+            return request.tasks[0].model_spec.name if request.tasks else ""
+        return request.model_spec.name if hasattr(request, "model_spec") else ""
+
+
+METHODS: dict[str, Method] = {m.path: m for m in (
+    Method(PREDICTION_SERVICE, "Predict", predict_pb2.PredictRequest, "predict", False),
+    Method(PREDICTION_SERVICE, "Classify", classification_pb2.ClassificationRequest, "classify", True),
+    Method(PREDICTION_SERVICE, "Regress", regression_pb2.RegressionRequest, "regress", True),
+    Method(PREDICTION_SERVICE, "MultiInference", inference_pb2.MultiInferenceRequest, "multi_inference", True),
+    Method(PREDICTION_SERVICE, "GetModelMetadata", get_model_metadata_pb2.GetModelMetadataRequest,
+           "get_model_metadata", True),
+    Method(MODEL_SERVICE, "GetModelStatus", get_model_status_pb2.GetModelStatusRequest, "get_model_status", False),
+    Method(MODEL_SERVICE, "HandleReloadConfigRequest", model_management_pb2.ReloadConfigRequest,
+           "handle_reload_config_request", True),
+)}
+
+
+class GrpcCalls:
+    """The methods of METHODS over `dataplane`."""
+
+    def __init__(self, dataplane: DataPlane, request_log: RequestLog, *, tensor_content: bool = False) -> None:
+        self.dataplane = dataplane
+        self.request_log = request_log
+        self.tensor_content = tensor_content
+
+    def run(self, method: Method, request: Any, timeout: float | None) -> tuple[Any, str, str]:
+        """Do `method`'s work, count it; returns (response or None, code name, message)."""
+        start = time.perf_counter()
+        try:
+            response = getattr(self, method.call)(request, timeout)
+        except Exception as e:  # noqa: BLE001 - every failure is a status
+            code, message = status_of(e, method.name)
+            self.finish(method, request, code, message, None, start)
+            return None, code, message
+        self.finish(method, request, "OK", "", response, start)
+        return response, "OK", ""
+
+    def finish(self, method: Method, request: Any, code: str, message: str, response: Any,
+               start: float) -> None:
+        """Count one call in the metrics and the request log."""
+        elapsed = time.perf_counter() - start
+        model = method.model(request) if request is not None else ""
+        metrics.observe_request(model, method.name, "GRPC", code, elapsed)
+        if self.request_log.enabled:
+            self.request_log.request(
+                api="grpc", method=method.name, path=method.path, status=CODE_NUMBERS.get(code, 2),
+                code=code, model=model, seconds=elapsed,
+                response_bytes=response.ByteSize() if response is not None else 0,
+                request_bytes=request.ByteSize() if request is not None else 0, error=message or None)
+
+    # -- Predict, in two halves for front-ends that answer later (batching) ------------------
+
+    def predict_start(self, request: Any) -> tuple[Any, str, dict, list[str] | None]:
+        """Look up and decode: (servable, signature name, inputs, output filter)."""
+        servable = self.dataplane.servable(ref_of(spec_of(request)))
+        sig = servable.signature(request.model_spec.signature_name)
+        inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
+        output_filter = list(request.output_filter) or None
+        if output_filter:
+            servable.check_output_filter(sig, output_filter)
+        return servable, sig.name, inputs, output_filter
+
+    def predict_finish(self, servable: Any, signature: str, outputs: dict, output_filter: list[str] | None) -> Any:
+        if output_filter:
+            outputs = {k: outputs[k] for k in output_filter}
+        return servable.predict_response(signature, outputs, tensor_content=self.tensor_content)
+
+    def predict(self, request: Any, timeout: float | None) -> Any:
+        servable, signature, inputs, output_filter = self.predict_start(request)
+        outputs = self.dataplane.predict(servable, signature, inputs, output_filter=output_filter, timeout=timeout)
+        return self.predict_finish(servable, signature, outputs, None)
+
+    # -- the others ----------------------------------------------------------------------------
+
+    def classify(self, request: Any, timeout: float | None) -> Any:
+        return self.dataplane.classify(self.dataplane.servable(ref_of(spec_of(request))), request)
+
+    def regress(self, request: Any, timeout: float | None) -> Any:
+        return self.dataplane.regress(self.dataplane.servable(ref_of(spec_of(request))), request)
+
+    def multi_inference(self, request: Any, timeout: float | None) -> Any:
+        if not request.tasks:  # multi_inference_helper.cc looks up an empty ModelSpec
+            raise ServingError("INVALID_ARGUMENT", "ModelSpec has no name specified.")
+        servable = self.dataplane.servable(ref_of(request.tasks[0].model_spec))
+        return self.dataplane.multi_inference(servable, request)
+
+    def get_model_metadata(self, request: Any, timeout: float | None) -> Any:
+        spec = spec_of(request)
+        fields = list(request.metadata_field)
+        if not fields:
+            raise ServingError("INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field")
+        resp = get_model_metadata_pb2.GetModelMetadataResponse()
+        for field in fields:  # get_model_metadata_impl.cc: each field in turn
+            if field != "signature_def":
+                raise ServingError("INVALID_ARGUMENT", f"MetadataField {field} is not supported")
+            meta = self.dataplane.metadata(ref_of(spec))
+            resp.model_spec.name = meta.name
+            resp.model_spec.version.value = meta.version
+            resp.metadata["signature_def"].Pack(meta.signature_def_map)
+        return resp
+
+    def get_model_status(self, request: Any, timeout: float | None) -> Any:
+        spec = spec_of(request)
+        choice = spec.WhichOneof("version_choice")
+        ref = ModelRef(spec.name, version=spec.version.value if choice == "version" else None,
+                       label=spec.version_label if choice == "version_label" else None)
+        resp = get_model_status_pb2.GetModelStatusResponse()
+        for s in self.dataplane.status(ref):
+            entry = resp.model_version_status.add()
+            entry.version = s.version
+            entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(s.state)
+            entry.status.error_code = CODE_NUMBERS.get(s.error_code, 2)
+            entry.status.error_message = s.error_message
+        return resp
+
+    def handle_reload_config_request(self, request: Any, timeout: float | None) -> Any:
+        self.dataplane.reload(request.config)
+        resp = model_management_pb2.ReloadConfigResponse()
+        resp.status.error_code = 0
+        return resp
+
+
+def status_of(error: BaseException, method: str = "") -> tuple[str, str]:
+    """A failure as (code name, message): a ServingError's own, anything else INTERNAL."""
+    if isinstance(error, ServingError):
+        return error.code, error.message
+    log.error("%s failed", method or "gRPC call", exc_info=error)  # a bug or an unexpected TF failure
+    return "INTERNAL", f"{type(error).__name__}: {error}"
+

@@ -1,0 +1,1 @@
+"""Model versions over time: the manager, loading one version, the config, reload policy."""

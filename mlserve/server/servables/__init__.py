@@ -1,0 +1,1 @@
+"""One loaded version: signatures, the call into TensorFlow or LiteRT, batching."""

@@ -1,0 +1,360 @@
+"""Server-side batching with TF Serving's `--batching_parameters_file` semantics.
+
+Concurrent requests for the same servable, signature and input shapes (all but dim 0) wait in one
+queue; a batch thread concatenates them along dim 0, pads up to the next `allowed_batch_sizes`
+entry by repeating the first row of the last request (as TF Serving's batching session does),
+calls the model once and hands each caller its own rows back. A batch runs when it is full
+(`max_batch_size` rows), when `batch_timeout_micros` passed since its first request, or, with the
+default timeout of 0, as soon as a batch thread is free: under load the requests that arrive while
+the threads are busy form the next batch. At most `max_enqueued_batches` batches wait per queue;
+past that a request fails at once with UNAVAILABLE "The batch scheduling queue to which this task
+was submitted is full" (HTTP 503), the status TF Serving's shared batch scheduler returns.
+
+Defaults when only `--enable_batching` is given are TF Serving's: max_batch_size 1000,
+batch_timeout_micros 0, max_enqueued_batches 10, num_batch_threads = number of CPUs.
+
+Both APIs use one `Batcher`:
+
+    batcher = Batcher(BatchingOptions.from_file(path))
+    batcher.submit_callback(servable, signature_name, inputs, done)  # done(outputs, error) (REST)
+    outputs = batcher.run(servable, signature_name, inputs)                 # blocking (gRPC)
+    future = batcher.submit_future(servable, signature_name, inputs)
+    batcher.close()
+
+Differences from TF Serving: requests whose inputs differ in shape beyond dim 0 go to separate
+queues (TF Serving fails the whole mixed batch with FAILED_PRECONDITION unless
+`pad_variable_length_inputs`), and each request is validated against the signature before it joins
+a batch, so one bad request never fails the others.
+"""
+from __future__ import annotations
+
+import bisect
+import concurrent.futures
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from mlserve.errors import UsageError
+from mlserve.server.observability import metrics
+from mlserve.server.errors import ServingError
+
+log = logging.getLogger("mlserve.server.batching")
+
+
+@dataclass
+class BatchingOptions:
+    """TF Serving's BatchingParameters (session_bundle_config.proto), with its defaults."""
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    thread_pool_name: str = "model_server_batch_threads"
+    allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.num_batch_threads < 1 or self.max_enqueued_batches < 1:
+            raise UsageError("batching parameters: max_batch_size, num_batch_threads and "
+                             "max_enqueued_batches must be positive")
+        sizes = tuple(self.allowed_batch_sizes)
+        if sizes:
+            if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
+                raise UsageError("batching parameters: allowed_batch_sizes must increase")
+            if sizes[-1] != self.max_batch_size:
+                raise UsageError(
+                    "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+                    f"{sizes[-1]}; expected {self.max_batch_size}")
+        self.allowed_batch_sizes = sizes
+
+    @classmethod
+    def parse(cls, text: str) -> "BatchingOptions":
+        """Options from the text format of a BatchingParameters proto."""
+        text = re.sub(r"#[^\n]*", "", text)
+        values: dict[str, Any] = {}
+        allowed: list[int] = []
+        wrapped = re.compile(r"(\w+)\s*:?\s*\{\s*value\s*:\s*(\"[^\"]*\"|'[^']*'|[^\s}]+)\s*\}")
+        for name, raw in wrapped.findall(text):
+            values[name] = raw.strip("\"'")
+        rest = wrapped.sub(" ", text)
+        for name, raw in re.findall(r"(\w+)\s*:\s*(\[[^\]]*\]|\"[^\"]*\"|[^\s]+)", rest):
+            if name == "allowed_batch_sizes":
+                allowed += [int(v) for v in re.findall(r"\d+", raw)]
+            else:
+                values[name] = raw.strip("\"'")
+        kwargs: dict[str, Any] = {}
+        try:
+            for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+                if name in values:
+                    kwargs[name] = int(values.pop(name))
+            if "thread_pool_name" in values:
+                kwargs["thread_pool_name"] = values.pop("thread_pool_name")
+            if "pad_variable_length_inputs" in values:
+                kwargs["pad_variable_length_inputs"] = values.pop("pad_variable_length_inputs").lower() in ("true", "1")
+        except ValueError as e:
+            raise UsageError(f"batching parameters: {e}") from None
+        for ignored in ("enable_large_batch_splitting", "max_execution_batch_size"):
+            values.pop(ignored, None)
+        if values:
+            raise UsageError(f"batching parameters: unknown field(s): {', '.join(sorted(values))}")
+        return cls(allowed_batch_sizes=tuple(allowed), **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike | None) -> "BatchingOptions":
+        """TF Serving's defaults without a file, else the file's parameters."""
+        if not path:
+            return cls()
+        return cls.parse(Path(path).read_text())
+
+
+Done = Callable[[Optional[dict], Optional[BaseException]], None]
+
+
+class _Task:
+    __slots__ = ("inputs", "rows", "done", "enqueued")
+
+    def __init__(self, inputs: dict[str, np.ndarray], rows: int, done: Done) -> None:
+        self.inputs, self.rows, self.done = inputs, rows, done
+        self.enqueued = time.perf_counter()
+
+    def finish(self, outputs: dict | None, error: BaseException | None) -> None:
+        try:
+            self.done(outputs, error)
+        except Exception:  # noqa: BLE001 - a caller's bug must not end the batch thread
+            log.exception("batch completion callback failed")
+
+
+class _Queue:
+    __slots__ = ("servable", "signature", "batches", "opened")
+
+    def __init__(self, servable: Any, signature: str) -> None:
+        self.servable, self.signature = servable, signature
+        self.batches: deque[list] = deque()  # each: [rows, [tasks]]
+        self.opened = 0.0  # perf_counter of the open (last) batch's first task
+
+
+class Batcher:
+    """Batches concurrent requests per (servable, signature, input shapes); thread-safe."""
+
+    def __init__(self, options: BatchingOptions | None = None) -> None:
+        self.options = options or BatchingOptions()
+        self._cond = threading.Condition()
+        self._queues: dict[tuple, _Queue] = {}
+        self._ready: deque[tuple] = deque()  # queue keys in arrival order of their first batch
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{self.options.thread_pool_name}-{i}", daemon=True)
+            for i in range(self.options.num_batch_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ---------------------------------------------------------------------------- submit
+
+    def submit_future(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray]
+                      ) -> concurrent.futures.Future:
+        """Queue one request; the future holds its outputs or a ServingError. Raises at once
+        INVALID_ARGUMENT for a bad request and UNAVAILABLE when the queue is full."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def done(outputs: dict | None, error: BaseException | None) -> None:
+            if error is None:
+                future.set_result(outputs)
+            else:
+                future.set_exception(error)
+
+        self.submit_callback(servable, signature_name, inputs, done)
+        return future
+
+    def submit_callback(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray],
+                        done: Done) -> None:
+        """Queue one request; `done(outputs, None)` or `done(None, error)` is called once, on a
+        batch thread (or here, for an empty batch). Raises like `submit_future`.
+
+        The cheap form for callers that hand the answer on anyway (the REST server): no Future,
+        so no lock and condition variable per request."""
+        inputs = servable.validate(servable.signature(signature_name), dict(inputs))
+        arrays = {k: np.asarray(v) for k, v in inputs.items()}
+        rows = -1
+        for arr in arrays.values():
+            size = arr.shape[0] if arr.ndim else -2
+            if rows == -1:
+                rows = size
+            elif size != rows:
+                rows = -2
+        if rows < 1:
+            if rows == -2 or not arrays:
+                raise ServingError("INVALID_ARGUMENT",
+                                   "Batching Run() input tensors must have equal 0th-dimension size")
+            # an empty batch: nothing to merge, run directly
+        opts = self.options
+        if rows > opts.max_batch_size:
+            raise ServingError("INVALID_ARGUMENT",
+                               f"Task size {rows} is larger than maximum input batch size {opts.max_batch_size}")
+        if rows < 1:
+            try:
+                outputs = servable.run(signature_name, arrays)
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                done(None, e)
+            else:
+                done(outputs, None)
+            return
+        if opts.pad_variable_length_inputs:
+            shapes = tuple(sorted((k, a.dtype.str, a.ndim) for k, a in arrays.items()))
+        else:
+            shapes = tuple(sorted((k, a.dtype.str, a.shape[1:]) for k, a in arrays.items()))
+        key = (id(servable), signature_name, shapes)
+        task = _Task(arrays, rows, done)
+        with self._cond:
+            if self._closed:
+                raise ServingError("UNAVAILABLE", "Server is shutting down")
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(servable, signature_name)
+            batches = queue.batches
+            opened = not batches or batches[-1][0] + rows > opts.max_batch_size
+            if opened:
+                if len(batches) >= opts.max_enqueued_batches:
+                    raise ServingError("UNAVAILABLE",
+                                       "The batch scheduling queue to which this task was submitted is full")
+                if not batches:  # a queue sits in _ready once, while it has batches
+                    self._ready.append(key)
+                batches.append([0, []])
+                queue.opened = task.enqueued
+            batch = batches[-1]
+            batch[0] += rows
+            batch[1].append(task)
+            # A batch thread must look again only when a batch opens (a new deadline, or the one
+            # before is now closed) or fills; a task joining an open batch changes neither, and
+            # waking a thread per request costs a context switch and a GIL hand-off each.
+            if opened or batch[0] >= opts.max_batch_size:
+                self._cond.notify()
+
+    def run(self, servable: Any, signature_name: str, inputs: Mapping[str, np.ndarray],
+            timeout: float | None = None) -> dict[str, np.ndarray]:
+        """Blocking `submit_future(...).result()` for thread callers (the gRPC handlers)."""
+        return self.submit_future(servable, signature_name, inputs).result(timeout)
+
+    def close(self) -> None:
+        """Stop the batch threads after the queued batches ran."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    # ---------------------------------------------------------------------------- batch threads
+
+    def _take(self) -> tuple[_Queue, list] | None:
+        """Under the lock: wait for a batch that may run (full, closed, or timed out) and pop it."""
+        timeout_s = self.options.batch_timeout_micros / 1e6
+        max_rows = self.options.max_batch_size
+        while True:
+            wait: float | None = None
+            now = time.perf_counter()
+            for _ in range(len(self._ready)):
+                key = self._ready[0]
+                queue = self._queues[key]
+                batch = queue.batches[0]
+                closed = len(queue.batches) > 1
+                due = queue.opened + timeout_s - now
+                if closed or batch[0] >= max_rows or due <= 0 or self._closed:
+                    self._ready.popleft()
+                    queue.batches.popleft()
+                    if queue.batches:  # the next batch of this queue waits its turn
+                        self._ready.append(key)
+                    else:
+                        del self._queues[key]
+                    return queue, batch[1]
+                wait = due if wait is None else min(wait, due)
+                self._ready.rotate(-1)
+            if self._closed and not self._ready:
+                return None
+            self._cond.wait(wait)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                item = self._take()
+            if item is None:
+                return
+            queue, tasks = item
+            self._run_batch(queue, tasks)
+
+    def _run_batch(self, queue: _Queue, tasks: list[_Task]) -> None:
+        started = time.perf_counter()
+        try:
+            merged, sizes, padding = self._merge(tasks)
+            t0 = time.perf_counter()
+            outputs = queue.servable.run(queue.signature, merged)
+            elapsed = time.perf_counter() - t0
+            total = sum(sizes) + padding
+            parts: list[dict[str, np.ndarray]] = [{} for _ in tasks]
+            for name, value in outputs.items():
+                arr = np.asarray(value)
+                if arr.ndim == 0 or arr.shape[0] != total:
+                    raise ServingError(
+                        "FAILED_PRECONDITION",
+                        f"Batched output tensor {name} has 0th dimension "
+                        f"{arr.shape[0] if arr.ndim else 'none'}, expected {total}: "
+                        "this signature cannot be batched")
+                start = 0
+                for part, size in zip(parts, sizes):
+                    part[name] = arr[start:start + size]
+                    start += size
+        except BaseException as e:  # noqa: BLE001 - every caller gets the error
+            for task in tasks:
+                task.finish(None, e)
+            return
+        metrics.observe_batch(input_sizes=sizes, processed=total, padding=padding,
+                              queuing_seconds=[started - t.enqueued for t in tasks],
+                              thread_pool_name=self.options.thread_pool_name)
+        model = getattr(queue.servable, "name", "")
+        metrics.observe_runtime(model, "Predict", elapsed)
+        for task, part in zip(tasks, parts):
+            task.finish(part, None)
+
+    def _merge(self, tasks: list[_Task]) -> tuple[dict[str, np.ndarray], list[int], int]:
+        sizes = [t.rows for t in tasks]
+        rows = sum(sizes)
+        allowed = self.options.allowed_batch_sizes
+        target = rows
+        if allowed:
+            i = bisect.bisect_left(allowed, rows)
+            target = allowed[i] if i < len(allowed) else rows
+        padding = target - rows
+        merged: dict[str, np.ndarray] = {}
+        for name in tasks[0].inputs:
+            parts = [t.inputs[name] for t in tasks]
+            if self.options.pad_variable_length_inputs:
+                parts = _pad_to_common_shape(parts)
+            if padding:
+                parts.append(np.repeat(parts[-1][:1], padding, axis=0))
+            merged[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return merged, sizes, padding
+
+
+def _pad_to_common_shape(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Pad dims 1.. of each tensor to the largest in the batch with the tensor's first value
+    (TF Serving's pad_variable_length_inputs)."""
+    ndim = parts[0].ndim
+    if any(p.ndim != ndim for p in parts):
+        raise ServingError("FAILED_PRECONDITION", "Tensors in one batch have different ranks")
+    biggest = tuple(max(p.shape[d] for p in parts) for d in range(1, ndim))
+    out = []
+    for p in parts:
+        if p.shape[1:] == biggest:
+            out.append(p)
+            continue
+        widths = [(0, 0)] + [(0, b - s) for b, s in zip(biggest, p.shape[1:])]
+        fill = p.flat[0] if p.size else 0
+        out.append(np.pad(p, widths, mode="constant", constant_values=fill))
+    return out

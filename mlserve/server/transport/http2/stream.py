@@ -1,0 +1,36 @@
+"""A stream's state, and what an application on the HTTP/2 transport implements (`H2App`)."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from mlserve.server.transport.http2.connection import H2Connection
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Stream:
+    """One request/response exchange. `closed` once reset, ended both ways, or the connection
+    is gone; `on_cancel` (set by the app) runs when the peer resets it or leaves."""
+
+    __slots__ = ("id", "headers", "body", "window", "out", "trailer", "remote_done", "local_done",
+                 "closed", "started", "unacked", "discard", "on_cancel", "app")
+
+    def __init__(self, stream_id: int, headers: dict[bytes, bytes], window: int) -> None:
+        self.id, self.headers, self.body, self.window = stream_id, headers, bytearray(), window
+        self.out = bytearray()  # DATA waiting for window
+        self.trailer: bytes | None = None  # a header block to end the stream with once `out` is sent
+        self.remote_done = self.local_done = self.closed = self.discard = False
+        self.started = time.monotonic()
+        self.unacked = 0  # DATA bytes received since our last WINDOW_UPDATE for this stream
+        self.on_cancel: Callable[[], None] | None = None
+        self.app: Any = None
+
+
+class H2App(Protocol):
+    def request(self, conn: H2Connection, stream: Stream) -> None: ...
+
+    def body(self, conn: H2Connection, stream: Stream) -> None: ...
+
+    def refuse(self, conn: H2Connection, stream: Stream, why: str) -> None: ...

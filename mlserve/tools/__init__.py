@@ -1,0 +1,1 @@
+"""Tools around serving: capacity plans, batch scoring, figures."""
