@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python -m pip install -q -e ".[bench,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,6 +21,8 @@ demo: $(STAMP)
 		bash examples/demo.sh
 
 test: $(STAMP)
+	$(BIN)/ruff check mlserve tests benchmarks examples
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

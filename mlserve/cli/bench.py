@@ -63,7 +63,7 @@ def bench(
                          f"req/s, p50 {level.p50_ms or 0:.2f} ms, {level.errors} errors",
                          markup=False, highlight=False, soft_wrap=True)
 
-    with _progress() as progress:
+    with _Progress() as progress:
         if self_test:
             report = core.self_test(concurrency=load.levels, duration=load.duration or 2.0,
                                     batch_size=batch_size, warmup=load.warmup,
@@ -113,7 +113,7 @@ def _images(inputs, batch_size: int, data: Optional[str]):
     return inputs.validate_images(x[picks], "test split")
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr, fed by the load generator's progress callback."""
 
     def __enter__(self):

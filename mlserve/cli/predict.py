@@ -35,12 +35,11 @@ def predict(
     plot: bool = typer.Option(False, "--plot", help="Save the course figure (images titled with the answers) as PNG."),
     plot_file: Optional[Path] = typer.Option(
         None, "--plot-file", help="Where --plot writes (default: <home>/plots/predictions-<time>.png)."),
-    score: Optional[Path] = typer.Option(
-        None, "--score", metavar="PATH", help="Batch scoring: every digit of a .npy or a folder of images."),
-    score_output: Optional[Path] = typer.Option(
-        None, "--output", metavar="FILE", help="Where --score writes (.jsonl or .csv; resumes if interrupted)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per request with --score."),
-    concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight with --score."),
+    # `predict --score` is `mlserve score`'s hidden alias for one release (0.1 -> 0.2).
+    score: Optional[Path] = typer.Option(None, "--score", metavar="PATH", hidden=True),
+    score_output: Optional[Path] = typer.Option(None, "--output", metavar="FILE", hidden=True),
+    batch_size: int = typer.Option(64, "--batch-size", hidden=True),
+    concurrency: int = typer.Option(4, "--concurrency", hidden=True),
 ) -> None:
     """Send digits to a model server (REST or gRPC) and show each prediction with its confidence.
 
@@ -48,8 +47,8 @@ def predict(
     (--image) or from a .npy array (--npy). Works with tensorflow_model_server, `mlserve serve`
     and any TF Serving-compatible server.
     """
-    from mlserve.model import inputs
     from mlserve.client import ModelTarget, connect, predict_rows
+    from mlserve.model import inputs
     from mlserve.errors import UsageError
 
     if plot_file is not None:
@@ -66,10 +65,10 @@ def predict(
     if score is not None:
         from mlserve.cli import score as scoring_cli
 
-        scoring_cli.run(score, score_output, lambda: connect(
-            target, transport="grpc" if grpc else "rest", url=settings.get("url", url),
-            grpc_server=settings.get("grpc_server", grpc_server), timeout=settings.get("timeout", timeout),
-            columnar=columnar), target, batch_size=batch_size, concurrency=concurrency, json_=json_)
+        output.info("`mlserve predict --score` is now `mlserve score SOURCE --output FILE`; the alias goes in 0.2")
+        scoring_cli.run(score, score_output, scoring_cli.connector(
+            target, grpc=grpc, url=url, grpc_server=grpc_server, timeout=timeout, columnar=columnar),
+            target, batch_size=batch_size, concurrency=concurrency, json_=json_)
         return
 
     if image:

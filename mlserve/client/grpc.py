@@ -159,7 +159,7 @@ class GrpcClient:
             if listing:
                 try:
                     versions = self.model_status()
-                except Exception:  # the model itself is unknown
+                except Exception:  # noqa: BLE001 - the model itself is unknown
                     versions = None
             text, hint = not_found_message(self.target, self.address, versions, None, details)
             raise NotFoundError(text, hint=hint) from None

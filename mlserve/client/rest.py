@@ -138,7 +138,7 @@ class RestClient:
             items = answer.get("models", []) if isinstance(answer, dict) else answer
             names = [m if isinstance(m, str) else m.get("name") for m in items]
             return [n for n in names if n] or None
-        except Exception:  # a listing is a courtesy: never let it hide the real error
+        except Exception:  # noqa: BLE001 - a listing is a courtesy: never let it hide the real error
             return None
 
     def _raise_for(self, status: int, body: bytes, *, listing: bool = True) -> None:
@@ -148,7 +148,7 @@ class RestClient:
             if listing:
                 try:
                     versions = self.model_status()
-                except Exception:  # the model itself is unknown: fall back to the model list
+                except Exception:  # noqa: BLE001 - the model itself is unknown: fall back to the model list
                     versions = None
                 if not versions:
                     models = self.list_models()

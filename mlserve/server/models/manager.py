@@ -304,7 +304,7 @@ class ModelManager:
                 models = config_mod.parse_text(text, str(self.config_file))
                 self._config_text = text
                 self.reload_config(models)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a load failure of any kind is the version's error
                 log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e)
                 self._config_text = text if "text" in locals() else self._config_text
 

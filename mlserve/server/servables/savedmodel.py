@@ -13,7 +13,6 @@ entry into TensorFlow (see there), else through the public call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,75 +20,21 @@ import numpy as np
 
 from mlserve.server.servables import classify as classify_mod
 from mlserve.server.servables import tensors
-from mlserve.server.frontends.rest.codecs.rules import tf_type_name
-from mlserve.server.errors import ServingError
+from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.servables.flatcall import FlatCaller, flat_caller
 from mlserve.server.servables.shapes import ShapeChecker
+from mlserve.server.servables.signature import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD,
+                                               REGRESS_METHOD, SignatureInfo, read_meta_graph,
+                                               tensor_spec, tf_type_name)
 
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
-
-# tf.errors codes are gRPC's numbering.
-_CODE_NAMES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-               "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-               "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-               "UNAUTHENTICATED"]
-
-
-@dataclass
-class TensorSpec:
-    key: str  # the signature's alias, e.g. "Conv1_input"
-    name: str  # the graph tensor, e.g. "serving_default_Conv1_input:0"
-    dtype: np.dtype  # object for DT_STRING
-    dtype_enum: int
-    shape: tuple[int | None, ...] | None  # None: unknown rank; None in a dim: any size
-
-
-@dataclass
-class SignatureInfo:
-    name: str
-    method_name: str
-    inputs: dict[str, TensorSpec]
-    outputs: dict[str, TensorSpec]
-
-
-def _spec(key: str, info: Any) -> TensorSpec:
-    shape = None if info.tensor_shape.unknown_rank else tuple(
-        None if d.size < 0 else d.size for d in info.tensor_shape.dim)
-    dtype = tensors.NUMPY_OF_ENUM.get(info.dtype)
-    if dtype is None:
-        import tensorflow as tf
-
-        dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
-    return TensorSpec(key=key, name=info.name, dtype=dtype, dtype_enum=info.dtype, shape=shape)
-
-
-def read_meta_graph(path: Path, tags: Sequence[str]) -> Any:
-    """The MetaGraphDef in `path/saved_model.pb` whose tag set is `tags`."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    pb = path / "saved_model.pb"
-    if not pb.is_file():
-        raise FileNotFoundError(f"SavedModel not found: no saved_model.pb in {path}")
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(pb.read_bytes())
-    wanted = set(tags)
-    for mg in saved.meta_graphs:
-        if set(mg.meta_info_def.tags) == wanted:
-            return mg
-    raise ValueError("Could not find meta graph def matching supplied tags: { "
-                     + " ".join(sorted(wanted)) + " }. To inspect available tag-sets in the "
-                     "SavedModel, please use the SavedModel CLI: `saved_model_cli`")
 
 
 def _tf_error(e: Exception) -> ServingError:
     code = getattr(e, "error_code", 2)
-    name = _CODE_NAMES[code] if 0 < code < len(_CODE_NAMES) else "UNKNOWN"
+    name = StatusCode.name_of(code)
     return ServingError(name, getattr(e, "message", None) or str(e))
 
 
@@ -113,8 +58,8 @@ class Servable:
                 continue  # e.g. __saved_model_init_op: metadata only, not callable
             self.signatures[key] = SignatureInfo(
                 name=key, method_name=sd.method_name,
-                inputs={k: _spec(k, v) for k, v in sd.inputs.items()},
-                outputs={k: _spec(k, v) for k, v in sd.outputs.items()})
+                inputs={k: tensor_spec(k, v) for k, v in sd.inputs.items()},
+                outputs={k: tensor_spec(k, v) for k, v in sd.outputs.items()})
         self._flat: dict[str, FlatCaller | None] = {
             key: flat_caller(self._functions[key], sig) for key, sig in self.signatures.items()}
         self._any_shape: dict[str, tuple[ShapeChecker, FlatCaller | None]] = {}

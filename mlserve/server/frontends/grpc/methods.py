@@ -16,18 +16,13 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from mlserve.server.observability import metrics
 from mlserve.server.servables import tensors
 from mlserve.server.dataplane import DataPlane, ModelRef
-from mlserve.server.errors import ServingError
+from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.observability.requestlog import RequestLog
 
 log = logging.getLogger("mlserve.server.grpc")
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-# grpc.StatusCode's numbers (the gRPC spec's), so this module needs no grpcio
-CODE_NUMBERS = {name: i for i, name in enumerate((
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"))}
 
 
 def ref_of(model_spec: Any) -> ModelRef:
@@ -50,13 +45,20 @@ def spec_of(request: Any) -> Any:
     return request.model_spec
 
 
+# How a front-end runs a method (grpc/h2front.py): LOOP answers on the event loop (cheap and never
+# blocking); WORKER runs the whole call on a worker thread (it may block for long: a reload for
+# seconds); SPLIT decodes with `<call>_start`, hands the inputs to the data plane, and encodes
+# with `<call>_finish` when the data plane (perhaps a batch thread) answers.
+LOOP, WORKER, SPLIT = "loop", "worker", "split"
+
+
 @dataclass(frozen=True)
 class Method:
     service: str
     name: str
     request_type: Any  # the request proto class
-    call: str  # the GrpcCalls method that does the work
-    slow: bool  # may block for long (runs off the event loop in grpc_frontend)
+    call: str  # the GrpcCalls method that does the work (`<call>_start`/`<call>_finish` when SPLIT)
+    dispatch: str  # where a front-end runs it: LOOP, WORKER (may block for long) or SPLIT
 
     @property
     def path(self) -> str:
@@ -69,15 +71,15 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.path: m for m in (
-    Method(PREDICTION_SERVICE, "Predict", predict_pb2.PredictRequest, "predict", False),
-    Method(PREDICTION_SERVICE, "Classify", classification_pb2.ClassificationRequest, "classify", True),
-    Method(PREDICTION_SERVICE, "Regress", regression_pb2.RegressionRequest, "regress", True),
-    Method(PREDICTION_SERVICE, "MultiInference", inference_pb2.MultiInferenceRequest, "multi_inference", True),
+    Method(PREDICTION_SERVICE, "Predict", predict_pb2.PredictRequest, "predict", SPLIT),
+    Method(PREDICTION_SERVICE, "Classify", classification_pb2.ClassificationRequest, "classify", WORKER),
+    Method(PREDICTION_SERVICE, "Regress", regression_pb2.RegressionRequest, "regress", WORKER),
+    Method(PREDICTION_SERVICE, "MultiInference", inference_pb2.MultiInferenceRequest, "multi_inference", WORKER),
     Method(PREDICTION_SERVICE, "GetModelMetadata", get_model_metadata_pb2.GetModelMetadataRequest,
-           "get_model_metadata", True),
-    Method(MODEL_SERVICE, "GetModelStatus", get_model_status_pb2.GetModelStatusRequest, "get_model_status", False),
+           "get_model_metadata", WORKER),
+    Method(MODEL_SERVICE, "GetModelStatus", get_model_status_pb2.GetModelStatusRequest, "get_model_status", LOOP),
     Method(MODEL_SERVICE, "HandleReloadConfigRequest", model_management_pb2.ReloadConfigRequest,
-           "handle_reload_config_request", True),
+           "handle_reload_config_request", WORKER),
 )}
 
 
@@ -109,7 +111,7 @@ class GrpcCalls:
         metrics.observe_request(model, method.name, "GRPC", code, elapsed)
         if self.request_log.enabled:
             self.request_log.request(
-                api="grpc", method=method.name, path=method.path, status=CODE_NUMBERS.get(code, 2),
+                api="grpc", method=method.name, path=method.path, status=StatusCode.number(code),
                 code=code, model=model, seconds=elapsed,
                 response_bytes=response.ByteSize() if response is not None else 0,
                 request_bytes=request.ByteSize() if request is not None else 0, error=message or None)
@@ -175,7 +177,7 @@ class GrpcCalls:
             entry = resp.model_version_status.add()
             entry.version = s.version
             entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(s.state)
-            entry.status.error_code = CODE_NUMBERS.get(s.error_code, 2)
+            entry.status.error_code = StatusCode.number(s.error_code)
             entry.status.error_message = s.error_message
         return resp
 

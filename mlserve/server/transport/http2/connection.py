@@ -15,20 +15,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from mlserve.server.transport.budget import InflightBudget
 from mlserve.server.transport.http2 import frames as f
-from mlserve.server.transport.http2.stream import H2App, Headers, Stream  # noqa: F401 - re-exported
+from mlserve.server.transport.http2.config import H2Config
+from mlserve.server.transport.http2.stream import Headers, Stream  # noqa: F401 - re-exported
 from mlserve.server.transport.http2.writer import StreamWriter
-
-if TYPE_CHECKING:
-    from mlserve.server.transport.http2.server import H2Server
 
 log = logging.getLogger("mlserve.server.h2")
 
 
+class H2App(Protocol):
+    def request(self, conn: H2Connection, stream: Stream) -> None: ...
+
+    def body(self, conn: H2Connection, stream: Stream) -> None: ...
+
+    def refuse(self, conn: H2Connection, stream: Stream, why: str) -> None: ...
+
+
+class Owner(Protocol):
+    """What an `H2Connection` needs of the server that accepted it (`server.H2Server`)."""
+
+    app: H2App
+    config: H2Config
+    budget: InflightBudget
+    connections: set[H2Connection]
+    stopping: bool
+
+
 class H2Connection(StreamWriter, asyncio.Protocol):
-    def __init__(self, server: "H2Server") -> None:
+    def __init__(self, server: Owner) -> None:
         import hpack
 
         self.server, self.app, self.config = server, server.app, server.config

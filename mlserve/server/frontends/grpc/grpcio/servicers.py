@@ -12,7 +12,7 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from mlserve.server.dataplane import DataPlane
-from mlserve.server.frontends.grpc.methods import (CODE_NUMBERS, METHODS, MODEL_SERVICE, PREDICTION_SERVICE,  # noqa: F401
+from mlserve.server.frontends.grpc.methods import (METHODS, MODEL_SERVICE, PREDICTION_SERVICE,  # noqa: F401
                                          GrpcCalls, ref_of, spec_of)
 from mlserve.server.observability.requestlog import RequestLog
 
