@@ -1,8 +1,8 @@
-"""TF Serving's gRPC API on our own HTTP/2 transport (`h2/`), on an event-loop thread: the
-default gRPC front-end (`--grpc_frontend=h2`; grpcio's server is the fallback, `grpc_server.py`).
+"""TF Serving's gRPC API on our own HTTP/2 transport (`transport/http2/`), on an event-loop thread: the
+default gRPC front-end (`--grpc_frontend=h2`; grpcio's server is the fallback, `grpcio/`).
 
-A call's path picks its `grpc_methods.Method`; its one request message is unpacked
-(`grpc_wire`), parsed, and answered by the same `GrpcCalls` work as under grpcio:
+A call's path picks its `methods.Method`; its one request message is unpacked
+(`wire`), parsed, and answered by the same `GrpcCalls` work as under grpcio:
 - Predict: decoded on a worker (`--grpc_max_threads`, TF Serving's 4 per CPU; with batching at
   most 2 per CPU, as REST's threads) and handed to `dataplane.predict_then`: without batching
   the worker runs the model, so a long model call never holds up other connections' I/O; with
@@ -11,7 +11,7 @@ A call's path picks its `grpc_methods.Method`; its one request message is unpack
   two thread hand-offs (measured, docs/architecture.md);
 - methods that may block for long (reload, classify, regress, multi-inference, metadata) run
   on the worker pool too, never on the loop;
-- GetModelStatus and health Check answer on the loop; health Watch streams (`grpc_health`).
+- GetModelStatus and health Check answer on the loop; health Watch streams (`health`).
 `grpc-timeout` arms a timer: DEADLINE_EXCEEDED at expiry, and the work, if not begun, is dropped.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """TF Serving's gRPC methods, each written once: request proto (+ seconds left) -> response
-proto, raising `ServingError`. Both gRPC front-ends call these: `grpc_servicers.py` (grpcio)
-and `grpc_frontend.py` (our HTTP/2). `GrpcCalls.finish` is the one place that counts a call in
+proto, raising `ServingError`. Both gRPC front-ends call these: `grpcio/servicers.py` (grpcio)
+and `h2front.py` (our HTTP/2). `GrpcCalls.finish` is the one place that counts a call in
 the metrics and the request log.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ mlserve extensions:
     GET  /v2/health/live         200 while the process serves
     GET  /v2/health/ready        200 when every model has an AVAILABLE version, else 503
 
-URLs are read as TF Serving reads them, query string included (`restpaths`).
+URLs are read as TF Serving reads them, query string included (`paths`).
 Errors are `{"error": "<message>"}` with TF Serving's status mapping (errors.StatusCode).
 Model calls never run on the event loop (but for a lone client, see `_start_inference`): a
 request is parsed, run and encoded in one hop to a `WorkerPool` (`--rest_api_num_threads`) or,
@@ -108,7 +108,7 @@ class RestServer:
         return codecs.encode_error(message)
 
     def handle(self, conn: Connection, req: Request) -> None:
-        """Route one request (on the loop) as TF Serving's net_http does (see `restpaths`)."""
+        """Route one request (on the loop) as TF Serving's net_http does (see `paths`)."""
         if req.method not in LIBEVENT_METHODS:
             self._libevent_error(conn, req, 501, "Not Implemented")
             return

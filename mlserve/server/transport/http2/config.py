@@ -1,4 +1,4 @@
-"""The HTTP/2 transport's settings: every limit named, typed and in one place (as `http/config.py`
+"""The HTTP/2 transport's settings: every limit named, typed and in one place (as `http1/config.py`
 for HTTP/1.1). Built from the server's flags by the gRPC front-end (`grpc_frontend.h2_config`)."""
 from __future__ import annotations
 

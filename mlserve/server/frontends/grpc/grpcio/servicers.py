@@ -1,7 +1,7 @@
 """TF Serving's gRPC API on grpcio (the `--grpc_frontend=grpcio` fallback): PredictionService and
 ModelService servicers on the official stubs of `tensorflow_serving.apis`.
 
-Each method's work is `grpc_methods.GrpcCalls` (shared with the HTTP/2 front-end); a
+Each method's work is `methods.GrpcCalls` (shared with the HTTP/2 front-end); a
 `ServingError` becomes the call's status with TF Serving's code and message.
 """
 from __future__ import annotations
