@@ -4,19 +4,26 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+STAMP   := $(VENV)/.installed-test
 
 .PHONY: demo test install clean
 
-$(STAMP): pyproject.toml
+# The runtime set alone (what `pip install mlserve` gives a user): enough for `make demo`.
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUNTIME)
+
+# Plus the test tools (the `test` extra) and the benchmark baselines (`bench`).
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install -q -e ".[bench,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	MLSERVE_HOME=$${MLSERVE_HOME:-$(CURDIR)/out/demo} MLSERVE=$(CURDIR)/$(BIN)/mlserve \
 		bash examples/demo.sh
 
