@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mlserve.server.errors import ServingError
+from mlserve.server.observability import metrics
 
 from mlserve.server.servables.signature import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, SignatureInfo,
                                                SignatureRunner)
@@ -197,13 +198,17 @@ def multi_inference(servable: SignatureRunner, request: Any) -> Any:
             raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
         tasks.append((task.method_name, sig))
     batch = examples(request.input)
+    # multi_inference.cc: one computation for every task, the examples counted, then each result
+    # checked and filled in
+    outputs = [_run(servable, sig, batch, ("classes", "scores") if method == CLASSIFY_METHOD else ("outputs",))
+               for method, sig in tasks]
+    metrics.observe_examples(model_name, len(batch))
     resp = inference_pb2.MultiInferenceResponse()
-    for method, sig in tasks:
+    for (method, sig), out in zip(tasks, outputs):
         res = resp.results.add()
         servable.fill_spec(res.model_spec, sig.name)
         if method == CLASSIFY_METHOD:
-            fill_classification(_run(servable, sig, batch, ("classes", "scores")), len(batch),
-                                res.classification_result)
+            fill_classification(out, len(batch), res.classification_result)
         else:
-            fill_regression(_run(servable, sig, batch, ("outputs",)), len(batch), res.regression_result)
+            fill_regression(out, len(batch), res.regression_result)
     return resp

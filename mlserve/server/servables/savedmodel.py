@@ -14,7 +14,7 @@ entry into TensorFlow (see there), else through the public call.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -24,12 +24,33 @@ from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.servables.flatcall import FlatCaller, flat_caller
 from mlserve.server.servables.shapes import ShapeChecker
 from mlserve.server.servables.signature import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD,
-                                               REGRESS_METHOD, SignatureInfo, read_meta_graph,
+                                               REGRESS_METHOD, SignatureInfo, TensorSpec, read_meta_graph,
                                                tensor_spec, tf_type_name)
 
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
+
+
+def _check_input_count(sent: set[str], wanted: set[str]) -> None:
+    """TF Serving's `VerifyRequestInputsSize` (predict_util.cc)."""
+    if len(sent) != len(wanted):
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"input size does not match signature: {len(sent)}!={len(wanted)} "
+            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
+            f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+            f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
+
+
+def _missing_input(spec: TensorSpec, sent: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServingError:
+    """TensorFlow's `saved_model::GetInputValues` (cc/saved_model/util.cc) for a signature input
+    the request lacks and no default stands in for: it lists the request's names."""
+    return ServingError(
+        "INVALID_ARGUMENT",
+        f"Signature input alias: {spec.key}(feed name: {spec.name}) not found in request and no default "
+        f"value provided. Inputs expected to be in the request {{{','.join(sorted(sent))}}}, or default "
+        f"input alias set: {','.join(sorted(defaults))}")
 
 
 def _tf_error(e: Exception) -> ServingError:
@@ -109,21 +130,33 @@ class Servable:
 
     # -- predict ------------------------------------------------------------------------------
 
+    def inputs_from_protos(self, sig: SignatureInfo, protos: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """A Predict request's TensorProtos as arrays, in TF Serving's order (`PreProcessPrediction`):
+        the count against the signature first (`VerifyRequestInputsSize`), then each signature
+        input, decoded only once its name is found (`saved_model::GetInputValues`), so a request
+        whose names do not fit costs nothing to decode."""
+        _check_input_count(set(protos), set(sig.inputs))
+        defaults = self._meta_graph.signature_def[sig.name].defaults
+        out: dict[str, np.ndarray] = {}
+        for key, spec in sorted(sig.inputs.items()):
+            proto = protos.get(key)
+            if proto is None:
+                if key not in defaults:
+                    raise _missing_input(spec, protos, defaults)
+                proto = defaults[key]
+            out[key] = tensors.to_ndarray(proto, key)
+        used = [k for k in protos if k in sig.inputs]
+        if len(used) != len(protos):  # a default stood in for a name the request spelt otherwise
+            raise ServingError("INVALID_ARGUMENT", "Inputs contains invalid name. Used request inputs: "
+                               f"{','.join(sorted(used))}, request input: {','.join(sorted(protos))}")
+        return out
+
     def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Check input names and dtypes against `sig` as TF Serving does; shapes are TensorFlow's."""
         if inputs.keys() != sig.inputs.keys():
-            sent, wanted = set(inputs), set(sig.inputs)
-            if len(sent) != len(wanted):
-                raise ServingError(
-                    "INVALID_ARGUMENT",
-                    f"input size does not match signature: {len(sent)}!={len(wanted)} "
-                    f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
-                    f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
-                    f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
-            bad = sorted(sent - wanted)[0]
-            raise ServingError("INVALID_ARGUMENT",
-                               f"input tensor alias not found in signature: {bad}. Inputs expected to "
-                               f"be in the set {{{','.join(sorted(wanted))}}}.")
+            _check_input_count(set(inputs), set(sig.inputs))
+            key = sorted(set(sig.inputs) - set(inputs))[0]
+            raise _missing_input(sig.inputs[key], inputs, {})
         out: dict[str, np.ndarray] = {}
         for key, spec in sig.inputs.items():
             arr = np.asarray(inputs[key])

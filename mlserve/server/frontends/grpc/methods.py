@@ -14,7 +14,6 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, model_management_pb2, predict_pb2, regression_pb2)
 
 from mlserve.server.observability import metrics
-from mlserve.server.servables import tensors
 from mlserve.server.dataplane import DataPlane, ModelRef
 from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.observability.requestlog import RequestLog
@@ -122,7 +121,7 @@ class GrpcCalls:
         """Look up and decode: (servable, signature name, inputs, output filter)."""
         servable = self.dataplane.servable(ref_of(spec_of(request)))
         sig = servable.signature(request.model_spec.signature_name)
-        inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
+        inputs = servable.inputs_from_protos(sig, request.inputs)
         output_filter = list(request.output_filter) or None
         if output_filter:
             servable.check_output_filter(sig, output_filter)
@@ -157,10 +156,11 @@ class GrpcCalls:
         fields = list(request.metadata_field)
         if not fields:
             raise ServingError("INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field")
-        resp = get_model_metadata_pb2.GetModelMetadataResponse()
-        for field in fields:  # get_model_metadata_impl.cc: each field in turn
+        for field in fields:  # get_model_metadata_impl.cc: ValidateGetModelMetadataRequest, before any lookup
             if field != "signature_def":
-                raise ServingError("INVALID_ARGUMENT", f"MetadataField {field} is not supported")
+                raise ServingError("INVALID_ARGUMENT", f"Metadata field {field} is not supported")
+        resp = get_model_metadata_pb2.GetModelMetadataResponse()
+        for field in fields:  # then each field in turn (all signature_def: the loop's other arm is unreachable)
             meta = self.dataplane.metadata(ref_of(spec))
             resp.model_spec.name = meta.name
             resp.model_spec.version.value = meta.version
