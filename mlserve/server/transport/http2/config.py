@@ -22,3 +22,7 @@ class H2Config:
     max_connections: int = 4096  # open connections; past it a new one is closed at accept
     max_unsent_bytes: int = 1024 * 1024  # answer bytes the client has not taken before we stop reading
     backlog: int = 1024
+    # decoded header blocks kept per connection (blocks that left the HPACK table unchanged),
+    # and the largest block kept: at most about 2 x 32 x 512 bytes a connection, outside the budget
+    hpack_cache_blocks: int = 32
+    hpack_cache_block_bytes: int = 512

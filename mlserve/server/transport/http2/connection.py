@@ -261,16 +261,21 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.app.body(self, stream)
 
     def _decode(self, block: bytes) -> dict[bytes, bytes]:
-        # A block that adds nothing to the dynamic table decodes the same way until the table
-        # changes: clients repeat their headers as index references, so most blocks hit.
+        # A block that leaves the dynamic table as it was decodes the same way until the table
+        # changes: clients repeat their headers as index references, so most blocks hit. "As it
+        # was" is the same newest entry object and count: with a full table, an insert that evicts
+        # one entry keeps the count (issue #21), but the newest entry is then a new object. A
+        # block that opens with a table size update is never kept (its replay must apply it).
         cached = self.header_cache.get(block)
         if cached is not None:
             return cached
-        before = len(self.decoder.header_table.dynamic_entries)
+        entries = self.decoder.header_table.dynamic_entries
+        count, newest = len(entries), entries[0] if entries else None
         headers = dict(self.decoder.decode(block, raw=True))
-        if len(self.decoder.header_table.dynamic_entries) != before:
+        if len(entries) != count or (entries[0] if entries else None) is not newest:
             self.header_cache.clear()
-        elif len(self.header_cache) < 256:
+        elif (len(self.header_cache) < self.config.hpack_cache_blocks
+              and len(block) <= self.config.hpack_cache_block_bytes and block[:1] and block[0] & 0xE0 != 0x20):
             self.header_cache[block] = headers
         return headers
 
