@@ -50,6 +50,8 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         self._out: list[bytes] = []
         self._reading = False
         self.write_paused = False
+        self.flood_counts: dict[str, int] = {}
+        self.flood_since = self.opened
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -112,6 +114,22 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.transport.write(b"".join(self._out))
         self._out.clear()
 
+    def _flood(self, what: str) -> None:
+        """Count one `what` frame (an `H2Config.max_<what>` limit) in this window; past the
+        limit: GOAWAY ENHANCE_YOUR_CALM and close."""
+        limit = getattr(self.config, "max_" + what)
+        if not limit:
+            return
+        now = time.monotonic()
+        if now - self.flood_since > self.config.flood_window:
+            self.flood_counts.clear()
+            self.flood_since = now
+        n = self.flood_counts[what] = self.flood_counts.get(what, 0) + 1
+        if n > limit:
+            log.info("HTTP/2 flood: more than %d %s in %g s; closing", limit, what, self.config.flood_window)
+            raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, f"more than {limit} {what.replace('_', ' ')} "
+                                                          f"in {self.config.flood_window:g} s")
+
     # -- reading ---------------------------------------------------------------------------
 
     def _read(self, data: bytes) -> None:
@@ -149,6 +167,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on stream 0")
             payload = f.unpad(flags, payload)
             if flags & f.PRIORITY:
+                if len(payload) < 5:
+                    raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS shorter than its priority")
+                _check_dependency(sid, payload)
                 payload = payload[5:]
             self._block(sid, flags, bytearray(payload))
         elif kind == f.CONTINUATION:
@@ -165,15 +186,19 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if len(payload) != 8 or sid:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR if sid == 0 else f.PROTOCOL_ERROR, "bad PING")
             if not flags & f.ACK:
+                self._flood("pings")
                 self._out.append(f.frame(f.PING, f.ACK, 0, payload))
         elif kind == f.RST_STREAM:
             if not sid or len(payload) != 4:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad RST_STREAM")
             stream = self.streams.get(sid)
             if stream is not None:
+                self._flood("client_resets")
                 self._close(stream, cancelled=True)
             elif sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+            else:
+                self._flood("closed_stream_frames")
         elif kind == f.GOAWAY:
             self.draining = True  # the peer opens nothing new; what is open finishes
             if not self.streams and self.transport is not None:
@@ -181,9 +206,14 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         elif kind == f.PRIORITY_FRAME:
             if len(payload) != 5:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "bad PRIORITY")
+            if not sid:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
+            self._flood("priority")
+            _check_dependency(sid, payload)
         elif kind == f.PUSH_PROMISE:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-        # other frame types are ignored (§4.1)
+        else:  # other frame types are ignored (§4.1), up to a limit
+            self._flood("unknown_frames")
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         if not sid:
@@ -200,8 +230,11 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if stream is None or stream.remote_done:
             if sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on an idle stream")
+            self._flood("closed_stream_frames")
             return  # a stream we reset or answered already
         body = f.unpad(flags, payload)
+        if not body and not flags & f.END_STREAM:
+            self._flood("empty_data")
         if not stream.discard:
             stream.body += body
             within = self.server.budget.charge(len(body))
@@ -286,13 +319,13 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if payload:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
+        self._flood("settings")
+        window = None
         for key, value in f.parse_settings(payload):
             if key == f.INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
                     raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
-                delta, self.peer_window = value - self.peer_window, value
-                for stream in self.streams.values():
-                    stream.window += delta
+                window = value  # applied once, the last value: a frame of thousands costs one pass
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_FRAME_SIZE <= value <= 2**24 - 1:
                     raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE")
@@ -301,6 +334,12 @@ class H2Connection(StreamWriter, asyncio.Protocol):
                 self.table_update = f.hpack_int(min(value, 4096), 5, 0x20)
             elif key == f.ENABLE_PUSH and value > 1:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad ENABLE_PUSH")
+        if window is not None and window != self.peer_window:
+            delta, self.peer_window = window - self.peer_window, window
+            for stream in self.streams.values():
+                stream.window += delta
+                if stream.window > f.MAX_WINDOW:
+                    raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "a stream window past 2^31-1")
         self._out.append(f.frame(f.SETTINGS, f.ACK, 0))
         self._push_all()
 
@@ -317,6 +356,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             return
         stream = self.streams.get(sid)
         if stream is None:
+            if sid > self.last_id:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+            self._flood("closed_stream_frames")
             return
         if not increment or stream.window + increment > f.MAX_WINDOW:
             self._out.append(f.rst_stream(sid, f.FLOW_CONTROL_ERROR if increment else f.PROTOCOL_ERROR))
@@ -324,3 +366,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             return
         stream.window += increment
         self._push(stream)
+
+
+def _check_dependency(sid: int, priority: bytes) -> None:
+    """RFC 9113 §5.3.1: a stream cannot depend on itself."""
+    if int.from_bytes(priority[:4], "big") & 0x7FFFFFFF == sid:
+        raise f.ConnectionError_(f.PROTOCOL_ERROR, f"stream {sid} depends on itself")

@@ -23,6 +23,7 @@ class H2Server:
         self.app, self.config = app, config
         self.connections: set[H2Connection] = set()
         self.stopping = False
+        self.evicted = 0  # idle connections closed to make room at max_connections
         # request bytes received and not yet answered: shared with other front-ends
         self.budget = budget or InflightBudget(config.max_inflight_bytes)
         self.port = 0

@@ -1,0 +1,130 @@
+"""HTTP/2 hardening (issue #21): the HPACK decode cache against an independent decoder
+(python-hyper `hpack`), on a real server with the official TF Serving stubs' messages."""
+from __future__ import annotations
+
+import hpack
+from tensorflow_serving.apis import get_model_status_pb2
+
+from mlserve.server.transport.http2 import frames as f
+from tests.server.h2client import RawH2, messages
+from tests.servers import ServerProcess
+
+STATUS_PATH = b"/tensorflow.serving.ModelService/GetModelStatus"
+
+
+def _literal_path(value: bytes) -> bytes:
+    """`:path` (static name index 4) as a literal with incremental indexing, no Huffman."""
+    assert len(value) < 127
+    return b"\x44" + bytes((len(value),)) + value
+
+
+def _block(path: bytes) -> bytes:
+    # :method POST, :scheme http (static 3, 6), then the path, then literals never indexed
+    rest = b"".join(b"\x00" + bytes((len(k),)) + k + bytes((len(v),)) + v for k, v in
+                    ((b":authority", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")))
+    return b"\x83\x86" + path + rest
+
+
+def test_hpack_cache_follows_a_full_table_like_hpack_does(digits_server: ServerProcess) -> None:
+    """Fill the 4,096-byte table with 48 entries of 84 bytes, insert GetModelStatus (evicting one:
+    the entry count stays 48), a filler, the GetModelStatus block again byte for byte, then a block
+    naming :path by index 62 (the newest entry). `hpack.Decoder` reads GetModelStatus there; so
+    must the server."""
+    fillers = [b"/f/%044d" % i for i in range(50)]
+    assert len(fillers[0]) == len(STATUS_PATH) == 47
+    blocks = [_block(_literal_path(p)) for p in fillers[:48]]
+    x = _block(_literal_path(STATUS_PATH))
+    blocks += [x, _block(_literal_path(fillers[48])), x, _block(b"\xbe")]
+    reference = hpack.Decoder()
+    decoded = [dict(reference.decode(b, raw=True)) for b in blocks]
+    assert decoded[-1][b":path"] == STATUS_PATH
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "digits_model"
+    client = RawH2(digits_server.grpc_port)
+    try:
+        for i, block in enumerate(blocks):
+            sid = 2 * i + 1
+            client.send(f.HEADERS, f.END_HEADERS, sid, block)
+            client.message(sid, request.SerializeToString())
+            answer = client.answer(sid)
+            if decoded[i][b":path"] == STATUS_PATH:
+                assert answer.status == "0", (i, answer.message)
+                reply = get_model_status_pb2.GetModelStatusResponse.FromString(messages(answer.data)[0])
+                assert reply.model_version_status[0].state == 30  # AVAILABLE
+            else:
+                assert answer.status == "12", (i, answer.message)  # UNIMPLEMENTED: the filler paths
+    finally:
+        client.close()
+
+
+# -- in-process: the transport on a recording transport (tests/server/test_h2_transport.py's) ----
+
+import pytest  # noqa: E402
+
+from tests.server.test_h2_transport import _connection  # noqa: E402
+
+
+def _goaway(frames: list[tuple[int, int, int, bytes]]) -> int | None:
+    return next((int.from_bytes(p[4:8], "big") for k, _, _, p in frames if k == f.GOAWAY), None)
+
+
+def _open(conn: object, sid: int, encoder: hpack.Encoder) -> None:
+    block = encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "a")])
+    conn.data_received(f.frame(f.HEADERS, f.END_HEADERS, sid, block))  # type: ignore[attr-defined]
+
+
+def test_rapid_reset_is_cut_off_with_enhance_your_calm() -> None:
+    conn, transport, server = _connection(max_client_resets=50)
+    encoder = hpack.Encoder()
+    for i in range(60):
+        sid = 2 * i + 1
+        _open(conn, sid, encoder)
+        conn.data_received(f.frame(f.DATA, 0, sid, b"\x00\x00\x00\x00\x01x") + f.rst_stream(sid, f.CANCEL))
+        if transport.closed:
+            break
+    assert transport.closed and i == 50
+    assert _goaway(transport.frames()) == f.ENHANCE_YOUR_CALM
+    conn.connection_lost(None)  # what asyncio calls after the close
+    assert server.budget.held == 0
+
+
+@pytest.mark.parametrize(("limit", "frame"), [
+    ("max_pings", f.frame(f.PING, 0, 0, b"12345678")),
+    ("max_settings", f.settings({f.MAX_FRAME_SIZE: 16384})),
+    ("max_priority", f.frame(f.PRIORITY_FRAME, 0, 3, b"\x00\x00\x00\x01\x10")),
+    ("max_unknown_frames", f.frame(0x42, 0, 0, b"??")),
+    ("max_empty_data", f.frame(f.DATA, 0, 1, b"")),
+    ("max_closed_stream_frames", f.window_update(1, 1)),
+])
+def test_each_flood_limit_closes_the_connection(limit: str, frame: bytes) -> None:
+    conn, transport, _ = _connection(**{limit: 10})
+    if limit in ("max_empty_data", "max_closed_stream_frames"):
+        _open(conn, 1, hpack.Encoder())
+        if limit == "max_closed_stream_frames":
+            conn.data_received(f.rst_stream(1, f.CANCEL))
+    transport.frames()
+    conn.data_received(frame * 10)
+    assert not transport.closed  # at the limit: still served
+    conn.data_received(frame)
+    assert transport.closed and _goaway(transport.frames()) == f.ENHANCE_YOUR_CALM
+
+
+def test_thousands_of_initial_window_entries_apply_once() -> None:
+    conn, transport, _ = _connection()
+    encoder = hpack.Encoder()
+    for i in range(100):
+        _open(conn, 2 * i + 1, encoder)
+    entries = [(f.INITIAL_WINDOW_SIZE, 1000 + i) for i in range(2730)]
+    payload = b"".join(k.to_bytes(2, "big") + v.to_bytes(4, "big") for k, v in entries)
+    conn.data_received(f.frame(f.SETTINGS, 0, 0, payload))
+    assert not transport.closed
+    assert {s.window for s in conn.streams.values()} == {1000 + 2729}
+
+
+def test_a_stream_depending_on_itself_is_a_protocol_error() -> None:
+    for frame in (f.frame(f.PRIORITY_FRAME, 0, 5, b"\x00\x00\x00\x05\x10"),
+                  f.frame(f.HEADERS, f.END_HEADERS | f.PRIORITY, 5, b"\x00\x00\x00\x05\x10\x83")):
+        conn, transport, _ = _connection()
+        conn.data_received(frame)
+        assert transport.closed and _goaway(transport.frames()) == f.PROTOCOL_ERROR
