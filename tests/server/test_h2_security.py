@@ -128,3 +128,50 @@ def test_a_stream_depending_on_itself_is_a_protocol_error() -> None:
         conn, transport, _ = _connection()
         conn.data_received(frame)
         assert transport.closed and _goaway(transport.frames()) == f.PROTOCOL_ERROR
+
+
+# -- in-process on real sockets: an H2Server with the echo app ---------------------------------
+
+import asyncio  # noqa: E402
+
+from mlserve.server.transport.http2 import H2Config  # noqa: E402
+from mlserve.server.transport.http2.server import H2Server  # noqa: E402
+from tests.server.test_h2_transport import Echo  # noqa: E402
+
+
+async def _echo(port: int, reader_writer: tuple | None = None) -> bytes:
+    """One request on a new (or given) connection; the echoed body."""
+    reader, writer = reader_writer or await asyncio.open_connection("127.0.0.1", port)
+    block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "a")])
+    writer.write(f.PREFACE + f.settings({}) + f.frame(f.HEADERS, f.END_HEADERS, 1, block)
+                 + f.frame(f.DATA, f.END_STREAM, 1, b"hello"))
+    data = b""
+    while True:
+        head = await reader.readexactly(9)
+        payload = await reader.readexactly(int.from_bytes(head[:3], "big"))
+        if head[3] == f.DATA:
+            data += payload
+        if head[3] == f.HEADERS and head[4] & f.END_STREAM:
+            writer.close()
+            return data
+
+
+def test_at_the_connection_cap_idle_connections_make_room() -> None:
+    async def run() -> None:
+        server = H2Server(Echo(), H2Config(max_connections=4))
+        await server.start()
+        try:
+            used = await asyncio.open_connection("127.0.0.1", server.port)
+            await _echo(server.port, used)  # used once, then idle
+            idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(20)]
+            for _ in range(5):  # new clients are served at once, every time
+                assert await asyncio.wait_for(_echo(server.port), 5) == b"hello"
+            assert server.evicted > 0 and len(server.connections) <= 4
+            # never-used connections went first: the one that served a request is still open
+            assert [c.last_id for c in server.connections if c.last_id] == [1]
+            for reader, writer in idle:
+                writer.close()
+        finally:
+            await server.stop(grace=0)
+
+    asyncio.run(run())

@@ -57,7 +57,8 @@ class H2Connection(StreamWriter, asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        if len(self.server.connections) >= self.config.max_connections or self.server.stopping:
+        if self.server.stopping or (len(self.server.connections) >= self.config.max_connections
+                                    and not self.server.make_room()):
             transport.close()
             self.transport = None
             return

@@ -59,6 +59,25 @@ class H2Server:
             if conn.transport is not None:
                 conn.transport.close()
 
+    def make_room(self) -> bool:
+        """At `max_connections`: close one connection with no stream open, so that a flood of
+        idle connections cannot lock new clients out. A connection that never opened a stream
+        goes first, then the one idle longest. False when every connection has work in flight."""
+        victim = None
+        for conn in self.connections:
+            if conn.streams or conn.transport is None:
+                continue
+            if victim is None or (conn.last_id == 0, -conn.last_active) > (victim.last_id == 0, -victim.last_active):
+                victim = conn
+        if victim is None:
+            return False
+        self.evicted += 1
+        self.connections.discard(victim)
+        victim.shutdown()  # GOAWAY NO_ERROR naming the last stream it used: it may retry
+        if victim.transport is not None:
+            victim.transport.close()
+        return True
+
     def _sweep(self) -> None:
         """Once a second: close a connection whose preface is late or that sat idle (no open
         stream) past the idle timeout, or whose client took no answer bytes for that long;
