@@ -175,3 +175,46 @@ def test_at_the_connection_cap_idle_connections_make_room() -> None:
             await server.stop(grace=0)
 
     asyncio.run(run())
+
+
+# -- a real server: answers held by a zero window time out and give their budget back ---------
+
+def test_zero_window_clients_cannot_hold_the_budget(start_server, digits_base) -> None:  # noqa: ANN001
+    """Two clients announce a zero receive window: their answers wait, holding their requests'
+    budget charge, and a third client is refused RESOURCE_EXHAUSTED. After the send timeout
+    (here --http_body_timeout_seconds=2) both streams are reset CANCEL and the third is served."""
+    import grpc
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from tests.server.conftest import MODEL_NAME, digits_batch
+
+    server = start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={digits_base}",
+                          "--max_inflight_bytes=7000", "--http_body_timeout_seconds=2")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.inputs["Conv1_input"].CopyFrom(tf.make_tensor_proto(np.asarray(digits_batch(1), np.float32)))
+    body = request.SerializeToString()
+    assert 3000 < len(body) < 3500  # two held: over half the budget; a third does not fit
+    holders = [RawH2(server.grpc_port, window=0) for _ in range(2)]
+    channel = grpc.insecure_channel(server.grpc_target)
+    try:
+        for client in holders:
+            client.headers(1, "/tensorflow.serving.PredictionService/Predict")
+            client.message(1, body)
+            while (got := client.read_frame()) is not None and not (got[0] == f.HEADERS and got[2] == 1):
+                pass  # until the answer's HEADERS: its DATA now waits on the zero window
+            assert got is not None
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Predict(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for client in holders:
+            assert client.answer(1).reset == f.CANCEL  # the send timeout's reset
+        reply = stub.Predict(request, timeout=10)
+        assert list(reply.outputs) and reply.model_spec.name == MODEL_NAME
+    finally:
+        channel.close()
+        for client in holders:
+            client.close()

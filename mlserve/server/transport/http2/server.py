@@ -81,7 +81,8 @@ class H2Server:
     def _sweep(self) -> None:
         """Once a second: close a connection whose preface is late or that sat idle (no open
         stream) past the idle timeout, or whose client took no answer bytes for that long;
-        reset a stream whose request body is late."""
+        reset a stream whose request body is late, or whose answer waited on the client's
+        flow-control window past `send_timeout`."""
         now, config = time.monotonic(), self.config
         for conn in list(self.connections):
             if conn.transport is None:
@@ -99,7 +100,12 @@ class H2Server:
                     conn.shutdown()
                 continue
             for stream in list(conn.streams.values()):
-                if not stream.remote_done and now - stream.started > config.stall_timeout:
+                late_body = not stream.remote_done and now - stream.started > config.stall_timeout
+                # an answer the client's window has held back too long: the reset releases the
+                # request's budget charge (a zero-window client would otherwise hold it for ever)
+                held = (stream.blocked_since is not None and config.send_timeout
+                        and now - stream.blocked_since > config.send_timeout)
+                if late_body or held:
                     conn.reset(stream, f.CANCEL)
                     if stream.on_cancel is not None:
                         stream.on_cancel()
