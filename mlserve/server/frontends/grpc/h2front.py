@@ -284,7 +284,8 @@ def h2_config(options: ServerOptions) -> tuple[H2Config, int]:
                       max_header_list_bytes=int(args.get("grpc.max_metadata_size", options.http_max_header_bytes)),
                       max_body_bytes=receive + 5, max_inflight_bytes=options.max_inflight_bytes,
                       preface_timeout=options.http_header_timeout_seconds, idle_timeout=max(idle_ms, 0) / 1000,
-                      stall_timeout=options.http_body_timeout_seconds, max_connections=options.http_max_connections,
+                      stall_timeout=options.http_body_timeout_seconds,
+                      send_timeout=options.http_body_timeout_seconds, max_connections=options.http_max_connections,
                       max_unsent_bytes=options.http_max_unsent_bytes)
     return config, send if send >= 0 else 2**31 - 1
 

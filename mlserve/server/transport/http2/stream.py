@@ -13,7 +13,8 @@ class Stream:
     is gone; `on_cancel` (set by the app) runs when the peer resets it or leaves."""
 
     __slots__ = ("id", "headers", "body", "window", "out", "trailer", "remote_done", "local_done",
-                 "closed", "started", "unacked", "discard", "on_cancel", "app")
+                 "closed", "started", "unacked", "discard", "on_cancel", "app",
+                 "blocked_since")
 
     def __init__(self, stream_id: int, headers: dict[bytes, bytes], window: int) -> None:
         self.id, self.headers, self.body, self.window = stream_id, headers, bytearray(), window
@@ -24,3 +25,5 @@ class Stream:
         self.unacked = 0  # DATA bytes received since our last WINDOW_UPDATE for this stream
         self.on_cancel: Callable[[], None] | None = None
         self.app: Any = None
+        # when the answer first waited on the client's flow-control window (None: it does not)
+        self.blocked_since: float | None = None
