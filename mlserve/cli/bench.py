@@ -26,6 +26,8 @@ def bench(
     label: options.Label = None,
     signature: options.Signature = "serving_default",
     columnar: options.Columnar = False,
+    protocol: options.Protocol = "v1",
+    binary: options.Binary = False,
     timeout: options.Timeout = None,
     data: options.Data = None,
     price_per_hour: Optional[float] = typer.Option(
@@ -80,7 +82,8 @@ def bench(
                 grpc_server=settings.get("grpc_server", grpc_server), concurrency=load.levels,
                 duration=load.duration, requests=load.requests, warmup=load.warmup,
                 timeout=settings.get("timeout", timeout), columnar=columnar,
-                price_per_hour=price_per_hour, progress=progress, on_level=measured)
+                price_per_hour=price_per_hour, progress=progress, on_level=measured,
+                protocol=protocol, binary=binary)
 
     if json_:
         output.print_json(report.as_dict() | {"self_test": self_test})

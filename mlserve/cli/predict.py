@@ -36,6 +36,8 @@ def predict(
     label: options.Label = None,
     signature: options.Signature = "serving_default",
     columnar: options.Columnar = False,
+    protocol: options.Protocol = "v1",
+    binary: options.Binary = False,
     timeout: options.Timeout = None,
     json_: options.Json = False,
     plot: bool = typer.Option(False, "--plot", help="Save the course figure (images titled with the answers) as PNG."),
@@ -84,7 +86,7 @@ def predict(
     if input_ or body is not None:
         _predict_tensors(connect(target, transport="grpc" if grpc else "rest", url=settings.get("url", url),
                                  grpc_server=settings.get("grpc_server", grpc_server),
-                                 timeout=settings.get("timeout", timeout)),
+                                 timeout=settings.get("timeout", timeout), protocol=protocol, binary=binary),
                          target, input_ or [], body, json_)
         return
 
@@ -102,10 +104,10 @@ def predict(
 
     client = connect(target, transport="grpc" if grpc else "rest", url=settings.get("url", url),
                      grpc_server=settings.get("grpc_server", grpc_server),
-                     timeout=settings.get("timeout", timeout), columnar=columnar)
+                     timeout=settings.get("timeout", timeout), columnar=columnar, protocol=protocol, binary=binary)
     try:
         output.info(f"Sending {len(batch)} image(s) to {target.describe()} at {client.address} "
-                    f"({'gRPC' if grpc else 'REST'}) ...")
+                    f"({'gRPC' if grpc else 'REST'}{', v2' if protocol == 'v2' else ''}) ...")
         rows = predict_rows(client, batch.images, batch.names, batch.labels)
     finally:
         client.close()
