@@ -41,9 +41,10 @@ def response(status: str, body: bytes) -> bytes:
 def content_length(head: bytes) -> int:
     """The Content-Length of a message head (0 when absent)."""
     lower = head.lower()
-    at = lower.find(b"content-length:")
+    at = lower.find(b"\ncontent-length:")  # a header of its own, not the end of another's name
     if at < 0:
         return 0
+    at += 1
     end = lower.find(b"\r\n", at)
     return int(lower[at + 15:end if end >= 0 else None])
 

@@ -91,8 +91,11 @@ class ModelServer:
         """Load the models, then open the ports. Raises MlserveError/OSError when it cannot."""
         # The front-ends pull in gRPC and TensorFlow's protos (hence TensorFlow): imported here,
         # so that `--help`, `--version` and flag errors answer at once.
+        from mlserve.server.frontends.grpc.methods import METHODS
         from mlserve.server.frontends.grpc.start import start_grpc
         from mlserve.server.frontends.rest.routes import serve_rest
+        from mlserve.server.frontends.v2 import grpc as v2_grpc
+        from mlserve.server.frontends.v2.rest import V2Rest
 
         options = self.options
         _check(options)
@@ -127,14 +130,17 @@ class ModelServer:
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
-        self.grpc = start_grpc(self.dataplane, options, self.request_log)
+        # TF Serving's API and the Open Inference Protocol (v2) on each port, over one data plane
+        calls = v2_grpc.V2Calls(self.dataplane, self.request_log,
+                                tensor_content=options.enable_serialization_as_tensor_content)
+        self.grpc = start_grpc(self.dataplane, options, self.request_log, {**METHODS, **v2_grpc.METHODS}, calls)
         if options.rest_api_port:
             if options.rest_api_port == options.port:
                 log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
                           "port for HTTP/REST API. Skipped exporting HTTP/REST API.")
             else:
                 try:
-                    self.rest = serve_rest(self.dataplane, options, self.request_log)
+                    self.rest = serve_rest(self.dataplane, options, self.request_log, apps=[V2Rest])
                 except OSError as e:  # TF Serving too keeps serving gRPC when its HTTP server fails
                     log.error("Failed to start HTTP Server at %s:%d: %s", options.host, options.rest_api_port, e)
                 else:

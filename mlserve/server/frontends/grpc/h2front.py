@@ -71,10 +71,12 @@ class GrpcFrontend:
 
     def __init__(self, dataplane: DataPlane, options: ServerOptions, request_log: RequestLog,
                  config: H2Config, max_send_bytes: int = 2**31 - 1,
-                 methods: dict[str, Method] | None = None) -> None:
+                 methods: dict[str, Method] | None = None, calls: GrpcCalls | None = None) -> None:
         self.dataplane = dataplane
         self.methods = METHODS if methods is None else methods  # path -> Method
-        self.calls = GrpcCalls(dataplane, request_log, tensor_content=options.enable_serialization_as_tensor_content)
+        # the object whose `Method.call`s do the work (a subclass of GrpcCalls for more services)
+        self.calls = calls or GrpcCalls(dataplane, request_log,
+                                        tensor_content=options.enable_serialization_as_tensor_content)
         self.http = H2Server(self, config, dataplane.budget)
         self.max_message = config.max_body_bytes - 5
         self.max_send_bytes = max_send_bytes
@@ -290,9 +292,11 @@ def h2_config(options: ServerOptions) -> tuple[H2Config, int]:
     return config, send if send >= 0 else 2**31 - 1
 
 
-def serve_grpc_h2(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog) -> LoopThread:
+def serve_grpc_h2(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog,
+                  methods: dict[str, Method] | None = None, calls: GrpcCalls | None = None) -> LoopThread:
     """Start the HTTP/2 gRPC front-end on its own loop thread; OSError when it cannot bind."""
     config, max_send = h2_config(options)
-    thread = LoopThread.start(GrpcFrontend(dataplane, options, request_log, config, max_send), name="grpc-loop")
+    thread = LoopThread.start(GrpcFrontend(dataplane, options, request_log, config, max_send, methods, calls),
+                              name="grpc-loop")
     log.info("Running gRPC ModelServer at %s:%d ...", options.host, thread.port)
     return thread

@@ -58,6 +58,7 @@ class Method:
     request_type: Any  # the request proto class
     call: str  # the GrpcCalls method that does the work (`<call>_start`/`<call>_finish` when SPLIT)
     dispatch: str  # where a front-end runs it: LOOP, WORKER (may block for long) or SPLIT
+    entrypoint: str = "GRPC"  # the metrics' entrypoint label (the protocol)
 
     @property
     def path(self) -> str:
@@ -66,7 +67,10 @@ class Method:
     def model(self, request: Any) -> str:
         if self.name == "MultiInference":
             return request.tasks[0].model_spec.name if request.tasks else ""
-        return request.model_spec.name if hasattr(request, "model_spec") else ""
+        if hasattr(request, "model_spec"):
+            return request.model_spec.name
+        # the Open Inference Protocol's requests name the model as model_name or name
+        return getattr(request, "model_name", "") or getattr(request, "name", "")
 
 
 METHODS: dict[str, Method] = {m.path: m for m in (
@@ -107,7 +111,7 @@ class GrpcCalls:
         """Count one call in the metrics and the request log."""
         elapsed = time.perf_counter() - start
         model = method.model(request) if request is not None else ""
-        metrics.observe_request(model, method.name, "GRPC", code, elapsed)
+        metrics.observe_request(model, method.name, method.entrypoint, code, elapsed)
         if self.request_log.enabled:
             self.request_log.request(
                 api="grpc", method=method.name, path=method.path, status=StatusCode.number(code),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from mlserve.server.dataplane import DataPlane
 from mlserve.server.flags import ServerOptions
@@ -18,16 +18,20 @@ class GrpcFront(Protocol):
     def stop(self, grace: float = 5.0) -> None: ...
 
 
-def start_grpc(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog) -> GrpcFront:
+def start_grpc(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog,
+               methods: dict[str, Any] | None = None, calls: Any = None) -> GrpcFront:
     """Start the gRPC front-end `--grpc_frontend` names; grpcio when a `--grpc_channel_arguments`
-    key means nothing to ours (one log line says which). OSError when it cannot bind."""
+    key means nothing to ours (one log line says which). OSError when it cannot bind.
+
+    `methods`/`calls`: the method table and the work behind it (TF Serving's by default; with
+    another protocol's services added by `main`). The grpcio fallback serves TF Serving's only."""
     from mlserve.server.frontends.grpc.grpcio.server import GrpcServer
     from mlserve.server.frontends.grpc.h2front import serve_grpc_h2, unmapped_arguments
 
     if options.grpc_frontend == "h2":
         unmapped = unmapped_arguments(options)
         if not unmapped:
-            return serve_grpc_h2(dataplane, options, request_log)
+            return serve_grpc_h2(dataplane, options, request_log, methods, calls)
         log.info("gRPC on grpcio: --grpc_channel_arguments %s not mapped by the HTTP/2 front-end",
                  ",".join(unmapped))
     server = GrpcServer(dataplane, options, request_log)

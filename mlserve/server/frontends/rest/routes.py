@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence
 from urllib.parse import unquote
 
 from google.protobuf import json_format
@@ -66,10 +66,21 @@ def http_config(options: ServerOptions) -> HttpConfig:
                       cors=options.rest_api_enable_cors_support)
 
 
-class RestServer:
-    """TF Serving's REST API over `dataplane`; `start`/`stop` inside a running event loop."""
+class PathApp(Protocol):
+    """Another protocol's REST binding on this port (the Open Inference Protocol's `/v2`): it
+    answers every target under `prefix`, through `RestServer.finish`."""
 
-    def __init__(self, dataplane: DataPlane, options: ServerOptions, request_log: RequestLog) -> None:
+    prefix: str
+
+    def handle(self, conn: Connection, req: Request, path: str) -> None: ...
+
+
+class RestServer:
+    """TF Serving's REST API over `dataplane`, and the `PathApp`s `apps` builds, on one HTTP/1.1
+    server; `start`/`stop` inside a running event loop."""
+
+    def __init__(self, dataplane: DataPlane, options: ServerOptions, request_log: RequestLog,
+                 apps: Sequence[Callable[[RestServer], PathApp]] = ()) -> None:
         self.dataplane = dataplane
         self.request_log = request_log
         self.http = HttpServer(self, http_config(options), dataplane.budget)
@@ -86,6 +97,7 @@ class RestServer:
         self._routes: dict[str, tuple[ModelRef, str]] = {}
         self._metadata_json: dict[int, tuple[ModelMetadata, bytes]] = {}
         self._input_dtypes: dict[tuple[int, str], dict] = {}
+        self.apps = [make(self) for make in apps]
 
     @property
     def port(self) -> int:
@@ -119,25 +131,22 @@ class RestServer:
         path, uri_path = target
         if self.prom_enabled and path == self.prom_path:  # found by path; the handler sees the query
             if uri_path != path:
-                self._finish(conn, req, path, 400, f"Unexpected path: {uri_path}. Should be {path}".encode(),
+                self.finish(conn, req, path, 400, f"Unexpected path: {uri_path}. Should be {path}".encode(),
                              content_type=b"text/plain", v1=False)
                 return
-            self._finish(conn, req, path, 200, metrics.render(), content_type=b"text/plain", v1=False)
+            self.finish(conn, req, path, 200, metrics.render(), content_type=b"text/plain", v1=False)
             return
         low = path.lower()
         if low == "/v1/mlserve/models" and req.method == "GET":  # mlserve's own: the query is ignored
-            self._finish(conn, req, path, 200, self._listing(), v1=False)
+            self.finish(conn, req, path, 200, self._listing(), v1=False)
             return
         if V1_RE.fullmatch(uri_path):
             self._v1(conn, req, uri_path)
             return
-        if low == "/v2/health/live" and req.method in ("GET", "HEAD"):
-            self._finish(conn, req, path, 200, b"", content_type=None, v1=False)
-            return
-        if low == "/v2/health/ready" and req.method in ("GET", "HEAD"):
-            ready = self.dataplane.ready() and not self.http.stopping
-            self._finish(conn, req, path, 200 if ready else 503, b"", content_type=None, v1=False)
-            return
+        for app in self.apps:
+            if path.startswith(app.prefix):
+                app.handle(conn, req, path)
+                return
         self._libevent_error(conn, req, 404, "Not Found")
 
     def _libevent_error(self, conn: Connection, req: Request, status: int, reason: str) -> None:
@@ -145,24 +154,26 @@ class RestServer:
         req.keep_alive = False
         body = (f"<HTML><HEAD>\n<TITLE>{status} {reason}</TITLE>\n</HEAD><BODY>\n<H1>{reason}</H1>\n"
                 "</BODY></HTML>\n").encode()
-        self._finish(conn, req, req.path, status, body, content_type=_HTML, v1=False)
+        self.finish(conn, req, req.path, status, body, content_type=_HTML, v1=False)
 
-    def _finish(self, conn: Connection, req: Request, path: str, status: int, body: bytes, *,
+    def finish(self, conn: Connection, req: Request, path: str, status: int, body: bytes, *,
                 content_type: bytes | None = _JSON, api: str = "", model: str = "", code: str = "",
-                v1: bool = True, error: str | None = None) -> None:
-        """Write the answer; count /v1 requests in the metrics; append the request log line."""
+                v1: bool = True, error: str | None = None, entrypoint: str = "REST",
+                extra_headers: bytes = b"") -> None:
+        """Write the answer; count /v1 (and `PathApp`) requests in the metrics under `entrypoint`;
+        append the request log line."""
         seconds = time.perf_counter() - req.started
         code = code or ("OK" if status == 200 else "")
         if v1:
-            metrics.observe_request(model, api, "REST", code or "OK", seconds)
-        conn.respond(req, status, body, content_type, cors=v1)
+            metrics.observe_request(model, api, entrypoint, code or "OK", seconds)
+        conn.respond(req, status, body, content_type, cors=v1 and entrypoint == "REST", extra_headers=extra_headers)
         if self.request_log.enabled:
             self.request_log.request(api="rest", method=req.method, path=path, status=status, code=code,
                                      model=model, seconds=seconds, response_bytes=len(body),
                                      request_bytes=len(req.body), error=error)
 
     def _error(self, conn: Connection, req: Request, path: str, e: ServingError, api: str, model: str) -> None:
-        self._finish(conn, req, path, http_status(e.code), codecs.encode_error(e.message),
+        self.finish(conn, req, path, http_status(e.code), codecs.encode_error(e.message),
                      api=api, model=model, code=e.code, error=e.message)
 
     def _v1(self, conn: Connection, req: Request, path: str) -> None:
@@ -170,7 +181,7 @@ class RestServer:
         if method == "OPTIONS":
             origin = req.headers.get(b"origin", b"")
             ok = re.search(rb"https?://", origin) is not None
-            self._finish(conn, req, path, 200 if ok else 400, b"", content_type=None,
+            self.finish(conn, req, path, 200 if ok else 400, b"", content_type=None,
                          code="OK" if ok else "FAILED_PRECONDITION")
             return
         model = api = ""
@@ -190,7 +201,7 @@ class RestServer:
                 ref = ModelRef(model, version(m.group(2)), unquote(m.group(3)) if m.group(3) else None)
                 # the regex ignores case, the subresource test does not: /METADATA is a status request
                 body = self._metadata(ref) if m.group(4) == "metadata" else self._status(ref)
-                self._finish(conn, req, path, 200, body, model=model, code="OK")
+                self.finish(conn, req, path, 200, body, model=model, code="OK")
                 return
             raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
         except ServingError as e:
@@ -364,12 +375,14 @@ class _Answer:
         if self.done:
             return
         self.done = True
-        self.server._finish(self.conn, self.req, self.path, status, body, api=self.api, model=self.model,
+        self.server.finish(self.conn, self.req, self.path, status, body, api=self.api, model=self.model,
                             code=code)
 
 
-def serve_rest(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog) -> LoopThread:
-    """Start the REST server on its own event-loop thread; returns once the port is bound.
+def serve_rest(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog,
+               apps: Sequence[Callable[[RestServer], PathApp]] = ()) -> LoopThread:
+    """Start the REST server (and `apps` on its port) on its own event-loop thread; returns once
+    the port is bound.
 
     Raises OSError when the port cannot be bound. `.stop(grace)` drains and closes it."""
-    return LoopThread.start(RestServer(dataplane, options, request_log), name="rest-loop")
+    return LoopThread.start(RestServer(dataplane, options, request_log, apps), name="rest-loop")

@@ -34,7 +34,9 @@ _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason
 _CORS = (b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: POST, GET\r\n"
          b"Access-Control-Allow-Headers: Content-Type\r\n")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin"))
+# what the applications read; the rest are parsed and dropped. Inference-Header-Content-Length:
+# where a v2 binary body's JSON header ends (the Open Inference Protocol's binary extension).
+_WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin", b"inference-header-content-length"))
 _ERROR_TYPE = b"application/json"
 _SEPARATE_BODY = 65536  # larger bodies are written apart from the head, not copied onto it
 _DISCARD_SECONDS = 5.0  # a body refused 429 is read and dropped this long at most, then closed
@@ -54,7 +56,8 @@ class HeadCache:
         self._heads.clear()
 
     def head(self, status: int, content_type: bytes | None, length: int, *, close: bool = False,
-             cors: bool = False) -> bytes:
+             cors: bool = False, extra: bytes = b"") -> bytes:
+        """A response head; `extra` is whole header lines an application adds (not cached)."""
         key = (status, content_type, close, cors)
         start = self._heads.get(key)
         if start is None:
@@ -67,11 +70,11 @@ class HeadCache:
             if close:
                 parts.append(b"Connection: close\r\n")
             start = self._heads[key] = b"".join(parts)
-        return start + b"Content-Length: %d\r\n\r\n" % length
+        return start + extra + b"Content-Length: %d\r\n\r\n" % length
 
 
 class Request:
-    """One complete request. `headers` holds only Content-Length, Expect and Origin (lowercase)."""
+    """One complete request. `headers` holds only the headers in `_WANTED_HEADERS` (lowercase)."""
 
     __slots__ = ("method", "url", "headers", "body", "keep_alive", "started", "cost")
 
@@ -381,7 +384,7 @@ class Connection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def respond(self, req: Request, status: int, body: bytes, content_type: bytes | None, *,
-                cors: bool = False) -> None:
+                cors: bool = False, extra_headers: bytes = b"") -> None:
         """Write one response (on the loop thread) and move to the next pipelined request."""
         self.busy = False
         if req.cost:
@@ -391,7 +394,7 @@ class Connection(asyncio.Protocol):
             return
         close = not req.keep_alive or self.server.stopping
         head = self.server.heads.head(status, content_type, len(body), close=close,
-                                      cors=cors and self.config.cors)
+                                      cors=cors and self.config.cors, extra=extra_headers)
         if req.method == "HEAD":  # the head a GET would get, without its body
             self.transport.write(head)
         elif len(body) < _SEPARATE_BODY:
