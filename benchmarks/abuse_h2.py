@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -209,9 +210,8 @@ def idle_flood(port: int, idle: int) -> dict[str, Any]:
     return {"idle_connections": len(socks), "answered_within_1s": answered, "of": 5, "ms": times}
 
 
-def hpack_cache(tree: Path) -> dict[str, Any] | None:
+def hpack_cache() -> dict[str, Any] | None:
     """The transport in-process on a recording transport: a repeated grpcio-like header block."""
-    sys.path.insert(0, str(tree))
     from types import SimpleNamespace
 
     import hpack
@@ -269,14 +269,18 @@ def main() -> None:
     ap.add_argument("--flood-seconds", type=float, default=3.0)
     ap.add_argument("--idle", type=int, default=300)
     ap.add_argument("--max-connections", type=int, default=256)
+    ap.add_argument("--hpack-cache-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.hpack_cache_only:  # in a child whose PYTHONPATH and cwd are the tree under test
+        print(json.dumps(hpack_cache()))
+        return
     os.sched_setaffinity(0, {int(LOADGEN_CORE)})
     grpc_port, rest_port = free_port(), free_port()
     log = Path(tempfile.mkdtemp(prefix="abuse-h2-")) / "server.log"
     env = dict(os.environ, PYTHONPATH=str(args.pythonpath), TF_CPP_MIN_LOG_LEVEL="2")
     proc = start([sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
                   f"--model_name={MODEL}", f"--model_base_path={args.model_base.resolve()}",
-                  f"--http_max_connections={args.max_connections}"], log, env)
+                  f"--http_max_connections={args.max_connections}"], log, env, cwd=args.pythonpath)
     try:
         from tensorflow_serving.apis import predict_pb2
 
@@ -293,7 +297,9 @@ def main() -> None:
                   "idle_flood": idle_flood(grpc_port, args.idle)}
     finally:
         stop(proc)
-    result["hpack_cache"] = hpack_cache(args.pythonpath)
+    child = subprocess.run([sys.executable, __file__, "--model-base", str(args.model_base), "--hpack-cache-only"],
+                           env=env, cwd=args.pythonpath, capture_output=True, text=True, timeout=300)
+    result["hpack_cache"] = json.loads(child.stdout) if child.returncode == 0 else child.stderr[-500:]
     print(json.dumps(result))
 
 
