@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlserve.server.transport.http2.server import H2Server
 
 log = logging.getLogger("mlserve.server.h2")
+SELF_DEPENDENT = 0x100  # not a wire flag: carried from a HEADERS frame's priority to its block
 
 
 class H2Connection(StreamWriter, asyncio.Protocol):
@@ -171,7 +172,8 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if flags & f.PRIORITY:
                 if len(payload) < 5:
                     raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS shorter than its priority")
-                _check_dependency(sid, payload)
+                if int.from_bytes(payload[:4], "big") & 0x7FFFFFFF == sid:
+                    flags |= SELF_DEPENDENT  # an error once the block is read, unless the stream is closed
                 payload = payload[5:]
             self._block(sid, flags, bytearray(payload))
         elif kind == f.CONTINUATION:
@@ -275,10 +277,20 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             return
         self.continued = None
         stream = self.streams.get(sid)
+        if (stream.remote_done if stream is not None else sid & 1 and sid <= self.last_id):
+            # HEADERS on a stream the client has ended or that is gone: a stream error
+            # STREAM_CLOSED (RFC 9113 §5.1, as h2 answers it), once decoded to keep HPACK in step
+            self._decode(bytes(block), trailers=True, check=False)
+            self._out.append(f.rst_stream(sid, f.STREAM_CLOSED))
+            if stream is not None:
+                self._close(stream, cancelled=True)
+            return
         headers = self._decode(bytes(block), trailers=stream is not None)
+        if flags & SELF_DEPENDENT:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, f"stream {sid} depends on itself")
         if stream is not None:  # trailers of a request
-            if stream.remote_done or not flags & f.END_STREAM:
-                raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on a half-closed stream")
+            if not flags & f.END_STREAM:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "trailers without END_STREAM")
             self._request_done(stream)
             return
         if not sid & 1 or sid <= self.last_id:
@@ -295,7 +307,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             stream.remote_done = True
             self.app.body(self, stream)
 
-    def _decode(self, block: bytes, trailers: bool) -> dict[bytes, bytes]:
+    def _decode(self, block: bytes, trailers: bool, check: bool = True) -> dict[bytes, bytes]:
         """The block's fields, checked (`fields.check_fields`). A request block that leaves the
         dynamic table as it was decodes the same way until the table changes: clients repeat
         their headers as index references, so most blocks hit the cache (about 10 against
@@ -309,7 +321,8 @@ class H2Connection(StreamWriter, asyncio.Protocol):
                 return cached
         entries = self.decoder.header_table.dynamic_entries
         count, newest = len(entries), entries[0] if entries else None
-        headers = check_fields(self.decoder.decode(block, raw=True), trailers)
+        pairs = self.decoder.decode(block, raw=True)
+        headers = check_fields(pairs, trailers) if check else dict(pairs)
         if len(entries) != count or (entries[0] if entries else None) is not newest:
             self.header_cache.clear()
         elif (not trailers and len(self.header_cache) < self.config.hpack_cache_blocks
