@@ -218,3 +218,12 @@ def test_zero_window_clients_cannot_hold_the_budget(start_server, digits_base) -
         channel.close()
         for client in holders:
             client.close()
+
+
+def test_data_past_a_stream_receive_window_is_a_flow_control_error() -> None:
+    conn, transport, _ = _connection(initial_window=16384)
+    _open(conn, 1, hpack.Encoder())
+    conn.data_received(f.frame(f.DATA, 0, 1, b"x" * 8000))  # under half the window: no update yet
+    assert not transport.closed
+    conn.data_received(f.frame(f.DATA, 0, 1, b"x" * 9000))  # 17,000 > 16,384 granted
+    assert transport.closed and _goaway(transport.frames()) == f.FLOW_CONTROL_ERROR

@@ -236,6 +236,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on an idle stream")
             self._flood("closed_stream_frames")
             return  # a stream we reset or answered already
+        if stream.unacked + len(payload) > self.config.initial_window:
+            # past the stream's receive window (what we last granted): RFC 9113 §6.9.1
+            raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, f"DATA past stream {sid}'s window")
         body = f.unpad(flags, payload)
         if not body and not flags & f.END_STREAM:
             self._flood("empty_data")
