@@ -104,9 +104,23 @@ def test_each_flood_limit_closes_the_connection(limit: str, frame: bytes) -> Non
         if limit == "max_closed_stream_frames":
             conn.data_received(f.rst_stream(1, f.CANCEL))
     transport.frames()
-    conn.data_received(frame * 10)
+    # frames that come with real work get an allowance per stream opened (2 per stream here)
+    allowed = 10 + (2 if limit == "max_closed_stream_frames" else 0)
+    conn.data_received(frame * allowed)
     assert not transport.closed  # at the limit: still served
     conn.data_received(frame)
+    assert transport.closed and _goaway(transport.frames()) == f.ENHANCE_YOUR_CALM
+
+
+def test_pings_that_come_with_requests_are_allowed_one_per_stream() -> None:
+    """A gRPC client's BDP pings come with its traffic: each stream opened allows one more."""
+    conn, transport, _ = _connection(max_pings=10)
+    encoder = hpack.Encoder()
+    for i in range(50):
+        _open(conn, 2 * i + 1, encoder)
+        conn.data_received(f.frame(f.PING, 0, 0, b"12345678"))
+    assert not transport.closed
+    conn.data_received(f.frame(f.PING, 0, 0, b"12345678") * 11)
     assert transport.closed and _goaway(transport.frames()) == f.ENHANCE_YOUR_CALM
 
 

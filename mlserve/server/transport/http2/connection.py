@@ -117,9 +117,11 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.transport.write(b"".join(self._out))
         self._out.clear()
 
-    def _flood(self, what: str) -> None:
+    def _flood(self, what: str, per_stream: int = 0) -> None:
         """Count one `what` frame (an `H2Config.max_<what>` limit) in this window; past the
-        limit: GOAWAY ENHANCE_YOUR_CALM and close."""
+        limit, plus `per_stream` for each stream the client opened in the window (frames that
+        come with real work: a gRPC client's BDP PINGs, WINDOW_UPDATEs that cross our end of a
+        stream), GOAWAY ENHANCE_YOUR_CALM and close."""
         limit = getattr(self.config, "max_" + what)
         if not limit:
             return
@@ -127,6 +129,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if now - self.flood_since > self.config.flood_window:
             self.flood_counts.clear()
             self.flood_since = now
+        limit += per_stream * self.flood_counts.get("streams", 0)
         n = self.flood_counts[what] = self.flood_counts.get(what, 0) + 1
         if n > limit:
             log.info("HTTP/2 flood: more than %d %s in %g s; closing", limit, what, self.config.flood_window)
@@ -190,7 +193,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if len(payload) != 8 or sid:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR if sid == 0 else f.PROTOCOL_ERROR, "bad PING")
             if not flags & f.ACK:
-                self._flood("pings")
+                self._flood("pings", per_stream=1)
                 self._out.append(f.frame(f.PING, f.ACK, 0, payload))
         elif kind == f.RST_STREAM:
             if not sid or len(payload) != 4:
@@ -202,7 +205,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             elif sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             else:
-                self._flood("closed_stream_frames")
+                self._flood("closed_stream_frames", per_stream=2)
         elif kind == f.GOAWAY:
             self.draining = True  # the peer opens nothing new; what is open finishes
             if not self.streams and self.transport is not None:
@@ -234,7 +237,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if stream is None or stream.remote_done:
             if sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on an idle stream")
-            self._flood("closed_stream_frames")
+            self._flood("closed_stream_frames", per_stream=2)
             return  # a stream we reset or answered already
         if stream.unacked + len(payload) > self.config.initial_window:
             # past the stream's receive window (what we last granted): RFC 9113 §6.9.1
@@ -300,6 +303,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             raise f.ConnectionError_(f.PROTOCOL_ERROR if not sid & 1 else f.STREAM_CLOSED, "bad stream id")
         self.last_id = sid
         self.last_active = time.monotonic()
+        self.flood_counts["streams"] = self.flood_counts.get("streams", 0) + 1  # allowance, see _flood
         if self.draining or len(self.streams) >= self.config.max_concurrent_streams:
             self._out.append(f.rst_stream(sid, f.REFUSED_STREAM))
             return
@@ -379,7 +383,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if stream is None:
             if sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
-            self._flood("closed_stream_frames")
+            self._flood("closed_stream_frames", per_stream=2)
             return
         if not increment or stream.window + increment > f.MAX_WINDOW:
             self._out.append(f.rst_stream(sid, f.FLOW_CONTROL_ERROR if increment else f.PROTOCOL_ERROR))
