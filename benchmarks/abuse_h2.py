@@ -247,7 +247,7 @@ def hpack_cache() -> dict[str, Any] | None:
         best = float("inf")
         for _ in range(3):
             cfg = H2Config(hpack_cache_blocks=blocks, max_concurrent_streams=10**9)
-            server = SimpleNamespace(app=Answer(), config=cfg, connections=set(), stopping=False,
+            server = SimpleNamespace(app=Answer(), config=cfg, connections=set(), unused={}, idle={}, stopping=False,
                                      budget=InflightBudget(cfg.max_inflight_bytes), make_room=lambda: False)
             conn, encoder, n = H2Connection(server), hpack.Encoder(), 20000
             conn.connection_made(Sink())

@@ -241,3 +241,16 @@ def test_data_past_a_stream_receive_window_is_a_flow_control_error() -> None:
     assert not transport.closed
     conn.data_received(f.frame(f.DATA, 0, 1, b"x" * 9000))  # 17,000 > 16,384 granted
     assert transport.closed and _goaway(transport.frames()) == f.FLOW_CONTROL_ERROR
+
+
+def test_closed_connections_leave_no_trace_in_the_eviction_pools() -> None:
+    conn, transport, server = _connection()
+    encoder = hpack.Encoder()
+    assert conn in server.unused
+    _open(conn, 1, encoder)
+    assert conn not in server.unused and conn not in server.idle  # busy
+    conn.data_received(f.rst_stream(1, f.CANCEL))
+    assert list(server.idle) == [conn]  # idle again
+    _open(conn, 3, encoder)
+    conn.connection_lost(None)  # gone with a stream open
+    assert not server.unused and not server.idle and not server.connections

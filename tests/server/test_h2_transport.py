@@ -57,7 +57,7 @@ class Echo:
 
 def _connection(**config: Any) -> tuple[H2Connection, Recorder, Any]:
     cfg = H2Config(**config)
-    server = SimpleNamespace(app=Echo(), config=cfg, connections=set(), budget=InflightBudget(cfg.max_inflight_bytes), stopping=False)
+    server = SimpleNamespace(app=Echo(), config=cfg, connections=set(), unused={}, idle={}, budget=InflightBudget(cfg.max_inflight_bytes), stopping=False)
     conn, transport = H2Connection(server), Recorder()
     conn.connection_made(transport)
     conn.data_received(f.PREFACE)

@@ -65,6 +65,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.transport = None
             return
         self.server.connections.add(self)
+        self.server.unused[self] = None  # until its first stream (make_room's first choice)
         transport.set_write_buffer_limits(high=self.config.max_unsent_bytes)
         c = self.config
         transport.write(f.settings({f.MAX_CONCURRENT_STREAMS: c.max_concurrent_streams,
@@ -77,6 +78,8 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         self.server.connections.discard(self)
         for stream in list(self.streams.values()):
             self._close(stream, cancelled=True)
+        self.server.unused.pop(self, None)  # after the streams: closing the last marks it idle
+        self.server.idle.pop(self, None)
 
     def pause_writing(self) -> None:  # the client takes our answers slower than we write them
         self.write_paused = True
@@ -307,6 +310,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if self.draining or len(self.streams) >= self.config.max_concurrent_streams:
             self._out.append(f.rst_stream(sid, f.REFUSED_STREAM))
             return
+        if not self.streams:  # busy now: not a candidate for make_room
+            self.server.unused.pop(self, None)
+            self.server.idle.pop(self, None)
         stream = Stream(sid, headers, self.peer_window)
         self.streams[sid] = stream
         self.app.request(self, stream)
