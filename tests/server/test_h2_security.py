@@ -1,12 +1,22 @@
 """HTTP/2 hardening (issue #21): the HPACK decode cache against an independent decoder
-(python-hyper `hpack`), on a real server with the official TF Serving stubs' messages."""
+(python-hyper `hpack`) on a real server with the official TF Serving stubs' messages; flood
+limits, self-dependency, the SETTINGS window pass and per-stream receive windows in-process;
+eviction at the connection cap on real sockets; zero-window clients and the send timeout on a
+real server."""
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import hpack
+import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 
+from mlserve.server.transport.http2 import H2Config
 from mlserve.server.transport.http2 import frames as f
+from mlserve.server.transport.http2.server import H2Server
 from tests.server.h2client import RawH2, messages
+from tests.server.test_h2_transport import Echo, _connection
 from tests.servers import ServerProcess
 
 STATUS_PATH = b"/tensorflow.serving.ModelService/GetModelStatus"
@@ -60,9 +70,7 @@ def test_hpack_cache_follows_a_full_table_like_hpack_does(digits_server: ServerP
 
 # -- in-process: the transport on a recording transport (tests/server/test_h2_transport.py's) ----
 
-import pytest  # noqa: E402
 
-from tests.server.test_h2_transport import _connection  # noqa: E402
 
 
 def _goaway(frames: list[tuple[int, int, int, bytes]]) -> int | None:
@@ -104,9 +112,23 @@ def test_each_flood_limit_closes_the_connection(limit: str, frame: bytes) -> Non
         if limit == "max_closed_stream_frames":
             conn.data_received(f.rst_stream(1, f.CANCEL))
     transport.frames()
-    conn.data_received(frame * 10)
+    # frames that come with real work get an allowance per stream opened (2 per stream here)
+    allowed = 10 + (2 if limit == "max_closed_stream_frames" else 0)
+    conn.data_received(frame * allowed)
     assert not transport.closed  # at the limit: still served
     conn.data_received(frame)
+    assert transport.closed and _goaway(transport.frames()) == f.ENHANCE_YOUR_CALM
+
+
+def test_pings_that_come_with_requests_are_allowed_one_per_stream() -> None:
+    """A gRPC client's BDP pings come with its traffic: each stream opened allows one more."""
+    conn, transport, _ = _connection(max_pings=10)
+    encoder = hpack.Encoder()
+    for i in range(50):
+        _open(conn, 2 * i + 1, encoder)
+        conn.data_received(f.frame(f.PING, 0, 0, b"12345678"))
+    assert not transport.closed
+    conn.data_received(f.frame(f.PING, 0, 0, b"12345678") * 11)
     assert transport.closed and _goaway(transport.frames()) == f.ENHANCE_YOUR_CALM
 
 
@@ -132,11 +154,7 @@ def test_a_stream_depending_on_itself_is_a_protocol_error() -> None:
 
 # -- in-process on real sockets: an H2Server with the echo app ---------------------------------
 
-import asyncio  # noqa: E402
 
-from mlserve.server.transport.http2 import H2Config  # noqa: E402
-from mlserve.server.transport.http2.server import H2Server  # noqa: E402
-from tests.server.test_h2_transport import Echo  # noqa: E402
 
 
 async def _echo(port: int, reader_writer: tuple | None = None) -> bytes:
@@ -179,7 +197,7 @@ def test_at_the_connection_cap_idle_connections_make_room() -> None:
 
 # -- a real server: answers held by a zero window time out and give their budget back ---------
 
-def test_zero_window_clients_cannot_hold_the_budget(start_server, digits_base) -> None:  # noqa: ANN001
+def test_zero_window_clients_cannot_hold_the_budget(start_server: Any, digits_base: Any) -> None:
     """Two clients announce a zero receive window: their answers wait, holding their requests'
     budget charge, and a third client is refused RESOURCE_EXHAUSTED. After the send timeout
     (here --http_body_timeout_seconds=2) both streams are reset CANCEL and the third is served."""
@@ -218,3 +236,25 @@ def test_zero_window_clients_cannot_hold_the_budget(start_server, digits_base) -
         channel.close()
         for client in holders:
             client.close()
+
+
+def test_data_past_a_stream_receive_window_is_a_flow_control_error() -> None:
+    conn, transport, _ = _connection(initial_window=16384)
+    _open(conn, 1, hpack.Encoder())
+    conn.data_received(f.frame(f.DATA, 0, 1, b"x" * 8000))  # under half the window: no update yet
+    assert not transport.closed
+    conn.data_received(f.frame(f.DATA, 0, 1, b"x" * 9000))  # 17,000 > 16,384 granted
+    assert transport.closed and _goaway(transport.frames()) == f.FLOW_CONTROL_ERROR
+
+
+def test_closed_connections_leave_no_trace_in_the_eviction_pools() -> None:
+    conn, _, server = _connection()
+    encoder = hpack.Encoder()
+    assert conn in server.unused
+    _open(conn, 1, encoder)
+    assert conn not in server.unused and conn not in server.idle  # busy
+    conn.data_received(f.rst_stream(1, f.CANCEL))
+    assert list(server.idle) == [conn]  # idle again
+    _open(conn, 3, encoder)
+    conn.connection_lost(None)  # gone with a stream open
+    assert not server.unused and not server.idle and not server.connections

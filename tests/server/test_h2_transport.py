@@ -57,7 +57,8 @@ class Echo:
 
 def _connection(**config: Any) -> tuple[H2Connection, Recorder, Any]:
     cfg = H2Config(**config)
-    server = SimpleNamespace(app=Echo(), config=cfg, connections=set(), budget=InflightBudget(cfg.max_inflight_bytes), stopping=False)
+    server = SimpleNamespace(app=Echo(), config=cfg, connections=set(), unused={}, idle={},
+                             budget=InflightBudget(cfg.max_inflight_bytes), stopping=False)
     conn, transport = H2Connection(server), Recorder()
     conn.connection_made(transport)
     conn.data_received(f.PREFACE)
@@ -104,7 +105,7 @@ def test_send_side_flow_control_splitting_and_receive_window() -> None:
 def test_limits_refuse_streams_and_bodies() -> None:
     conn, transport, server = _connection(max_concurrent_streams=1, max_body_bytes=1000)
     encoder = hpack.Encoder()
-    block = encoder.encode([(":method", "POST"), (":path", "/x")])
+    block = encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "a")])
     conn.data_received(f.frame(f.HEADERS, f.END_HEADERS, 1, block) + f.frame(f.HEADERS, f.END_HEADERS, 3, block))
     assert (f.RST_STREAM, 0, 3, f.REFUSED_STREAM.to_bytes(4, "big")) in transport.frames()
     conn.data_received(f.frame(f.DATA, 0, 1, b"x" * 1500))

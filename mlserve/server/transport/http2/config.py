@@ -32,11 +32,12 @@ class H2Config:
     flood_window: float = 10.0
     max_client_resets: int = 200  # RST_STREAM from the client (a stream opened, then cancelled)
     max_empty_data: int = 100  # DATA frames with no payload that do not end the stream
-    max_pings: int = 100
+    max_pings: int = 100  # plus one per stream opened in the window (gRPC's BDP pings)
     max_settings: int = 100
     max_priority: int = 1000  # PRIORITY frames
     max_unknown_frames: int = 100  # frames of types RFC 9113 does not define (otherwise ignored)
-    max_closed_stream_frames: int = 1000  # WINDOW_UPDATE / RST_STREAM / DATA naming a closed stream
+    max_closed_stream_frames: int = 1000  # WINDOW_UPDATE / RST_STREAM / DATA naming a closed stream,
+    # plus two per stream opened in the window
     # seconds an answer may wait on the client's flow-control window before its stream is reset
     # (and its budget charge released); 0: forever
     send_timeout: float = 30.0

@@ -21,9 +21,11 @@ from mlserve.server.transport.budget import InflightBudget
 from mlserve.server.transport.http2 import frames as f
 from mlserve.server.transport.http2.config import H2Config
 from mlserve.server.transport.http2.stream import Headers, Stream  # noqa: F401 - re-exported
+from mlserve.server.transport.http2.fields import check_fields
 from mlserve.server.transport.http2.writer import StreamWriter
 
 log = logging.getLogger("mlserve.server.h2")
+SELF_DEPENDENT = 0x100  # not a wire flag: carried from a HEADERS frame's priority to its block
 
 
 class H2App(Protocol):
@@ -41,7 +43,11 @@ class Owner(Protocol):
     config: H2Config
     budget: InflightBudget
     connections: set[H2Connection]
+    unused: dict  # connections that never opened a stream, and idle ones: eviction at the cap
+    idle: dict
     stopping: bool
+
+    def make_room(self) -> bool: ...
 
 
 class H2Connection(StreamWriter, asyncio.Protocol):
@@ -80,6 +86,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.transport = None
             return
         self.server.connections.add(self)
+        self.server.unused[self] = None  # until its first stream (make_room's first choice)
         transport.set_write_buffer_limits(high=self.config.max_unsent_bytes)
         c = self.config
         transport.write(f.settings({f.MAX_CONCURRENT_STREAMS: c.max_concurrent_streams,
@@ -92,6 +99,8 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         self.server.connections.discard(self)
         for stream in list(self.streams.values()):
             self._close(stream, cancelled=True)
+        self.server.unused.pop(self, None)  # after the streams: closing the last marks it idle
+        self.server.idle.pop(self, None)
 
     def pause_writing(self) -> None:  # the client takes our answers slower than we write them
         self.write_paused = True
@@ -132,9 +141,11 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.transport.write(b"".join(self._out))
         self._out.clear()
 
-    def _flood(self, what: str) -> None:
+    def _flood(self, what: str, per_stream: int = 0) -> None:
         """Count one `what` frame (an `H2Config.max_<what>` limit) in this window; past the
-        limit: GOAWAY ENHANCE_YOUR_CALM and close."""
+        limit, plus `per_stream` for each stream the client opened in the window (frames that
+        come with real work: a gRPC client's BDP PINGs, WINDOW_UPDATEs that cross our end of a
+        stream), GOAWAY ENHANCE_YOUR_CALM and close."""
         limit = getattr(self.config, "max_" + what)
         if not limit:
             return
@@ -142,6 +153,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if now - self.flood_since > self.config.flood_window:
             self.flood_counts.clear()
             self.flood_since = now
+        limit += per_stream * self.flood_counts.get("streams", 0)
         n = self.flood_counts[what] = self.flood_counts.get(what, 0) + 1
         if n > limit:
             log.info("HTTP/2 flood: more than %d %s in %g s; closing", limit, what, self.config.flood_window)
@@ -187,7 +199,8 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if flags & f.PRIORITY:
                 if len(payload) < 5:
                     raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS shorter than its priority")
-                _check_dependency(sid, payload)
+                if int.from_bytes(payload[:4], "big") & 0x7FFFFFFF == sid:
+                    flags |= SELF_DEPENDENT  # an error once the block is read, unless the stream is closed
                 payload = payload[5:]
             self._block(sid, flags, bytearray(payload))
         elif kind == f.CONTINUATION:
@@ -204,7 +217,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if len(payload) != 8 or sid:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR if sid == 0 else f.PROTOCOL_ERROR, "bad PING")
             if not flags & f.ACK:
-                self._flood("pings")
+                self._flood("pings", per_stream=1)
                 self._out.append(f.frame(f.PING, f.ACK, 0, payload))
         elif kind == f.RST_STREAM:
             if not sid or len(payload) != 4:
@@ -216,7 +229,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             elif sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             else:
-                self._flood("closed_stream_frames")
+                self._flood("closed_stream_frames", per_stream=2)
         elif kind == f.GOAWAY:
             self.draining = True  # the peer opens nothing new; what is open finishes
             if not self.streams and self.transport is not None:
@@ -248,8 +261,11 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if stream is None or stream.remote_done:
             if sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on an idle stream")
-            self._flood("closed_stream_frames")
+            self._flood("closed_stream_frames", per_stream=2)
             return  # a stream we reset or answered already
+        if stream.unacked + len(payload) > self.config.initial_window:
+            # past the stream's receive window (what we last granted): RFC 9113 §6.9.1
+            raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, f"DATA past stream {sid}'s window")
         body = f.unpad(flags, payload)
         if not body and not flags & f.END_STREAM:
             self._flood("empty_data")
@@ -290,20 +306,34 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.continued = (sid, flags, block)
             return
         self.continued = None
-        headers = self._decode(bytes(block))
         stream = self.streams.get(sid)
+        if (stream.remote_done if stream is not None else sid & 1 and sid <= self.last_id):
+            # HEADERS on a stream the client has ended or that is gone: a stream error
+            # STREAM_CLOSED (RFC 9113 §5.1, as h2 answers it), once decoded to keep HPACK in step
+            self._decode(bytes(block), trailers=True, check=False)
+            self._out.append(f.rst_stream(sid, f.STREAM_CLOSED))
+            if stream is not None:
+                self._close(stream, cancelled=True)
+            return
+        headers = self._decode(bytes(block), trailers=stream is not None)
+        if flags & SELF_DEPENDENT:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, f"stream {sid} depends on itself")
         if stream is not None:  # trailers of a request
-            if stream.remote_done or not flags & f.END_STREAM:
-                raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on a half-closed stream")
+            if not flags & f.END_STREAM:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "trailers without END_STREAM")
             self._request_done(stream)
             return
         if not sid & 1 or sid <= self.last_id:
             raise f.ConnectionError_(f.PROTOCOL_ERROR if not sid & 1 else f.STREAM_CLOSED, "bad stream id")
         self.last_id = sid
         self.last_active = time.monotonic()
+        self.flood_counts["streams"] = self.flood_counts.get("streams", 0) + 1  # allowance, see _flood
         if self.draining or len(self.streams) >= self.config.max_concurrent_streams:
             self._out.append(f.rst_stream(sid, f.REFUSED_STREAM))
             return
+        if not self.streams:  # busy now: not a candidate for make_room
+            self.server.unused.pop(self, None)
+            self.server.idle.pop(self, None)
         stream = Stream(sid, headers, self.peer_window)
         self.streams[sid] = stream
         self.app.request(self, stream)
@@ -311,21 +341,25 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             stream.remote_done = True
             self.app.body(self, stream)
 
-    def _decode(self, block: bytes) -> dict[bytes, bytes]:
-        # A block that leaves the dynamic table as it was decodes the same way until the table
-        # changes: clients repeat their headers as index references, so most blocks hit. "As it
-        # was" is the same newest entry object and count: with a full table, an insert that evicts
-        # one entry keeps the count (issue #21), but the newest entry is then a new object. A
-        # block that opens with a table size update is never kept (its replay must apply it).
-        cached = self.header_cache.get(block)
-        if cached is not None:
-            return cached
+    def _decode(self, block: bytes, trailers: bool, check: bool = True) -> dict[bytes, bytes]:
+        """The block's fields, checked (`fields.check_fields`). A request block that leaves the
+        dynamic table as it was decodes the same way until the table changes: clients repeat
+        their headers as index references, so most blocks hit the cache (about 10 against
+        45 us a request, benchmarks/abuse_h2.py). "As it was" is the same newest entry object
+        and count: with a full table, an insert that evicts one entry keeps the count (issue
+        #21), but the newest entry is then a new object. A block that opens with a table size
+        update is never kept (its replay must apply it)."""
+        if not trailers:
+            cached = self.header_cache.get(block)
+            if cached is not None:
+                return cached
         entries = self.decoder.header_table.dynamic_entries
         count, newest = len(entries), entries[0] if entries else None
-        headers = dict(self.decoder.decode(block, raw=True))
+        pairs = self.decoder.decode(block, raw=True)
+        headers = check_fields(pairs, trailers) if check else dict(pairs)
         if len(entries) != count or (entries[0] if entries else None) is not newest:
             self.header_cache.clear()
-        elif (len(self.header_cache) < self.config.hpack_cache_blocks
+        elif (not trailers and len(self.header_cache) < self.config.hpack_cache_blocks
               and len(block) <= self.config.hpack_cache_block_bytes and block[:1] and block[0] & 0xE0 != 0x20):
             self.header_cache[block] = headers
         return headers
@@ -376,7 +410,7 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if stream is None:
             if sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
-            self._flood("closed_stream_frames")
+            self._flood("closed_stream_frames", per_stream=2)
             return
         if not increment or stream.window + increment > f.MAX_WINDOW:
             self._out.append(f.rst_stream(sid, f.FLOW_CONTROL_ERROR if increment else f.PROTOCOL_ERROR))

@@ -24,6 +24,10 @@ class H2Server:
         self.connections: set[H2Connection] = set()
         self.stopping = False
         self.evicted = 0  # idle connections closed to make room at max_connections
+        # connections with no stream open, oldest first: never used, and idle since their last
+        # stream ended (insertion-ordered dicts, so make_room is O(1) even during a flood)
+        self.unused: dict[H2Connection, None] = {}
+        self.idle: dict[H2Connection, None] = {}
         # request bytes received and not yet answered: shared with other front-ends
         self.budget = budget or InflightBudget(config.max_inflight_bytes)
         self.port = 0
@@ -63,20 +67,21 @@ class H2Server:
         """At `max_connections`: close one connection with no stream open, so that a flood of
         idle connections cannot lock new clients out. A connection that never opened a stream
         goes first, then the one idle longest. False when every connection has work in flight."""
-        victim = None
-        for conn in self.connections:
-            if conn.streams or conn.transport is None:
-                continue
-            if victim is None or (conn.last_id == 0, -conn.last_active) > (victim.last_id == 0, -victim.last_active):
-                victim = conn
-        if victim is None:
-            return False
-        self.evicted += 1
-        self.connections.discard(victim)
-        victim.shutdown()  # GOAWAY NO_ERROR naming the last stream it used: it may retry
-        if victim.transport is not None:
-            victim.transport.close()
-        return True
+        for pool in (self.unused, self.idle):
+            while pool:
+                victim = next(iter(pool))
+                del pool[victim]
+                if victim.streams or victim.transport is None or victim not in self.connections:
+                    continue
+                self.evicted += 1
+                self.connections.discard(victim)
+                self.unused.pop(victim, None)
+                self.idle.pop(victim, None)
+                victim.shutdown()  # GOAWAY NO_ERROR naming the last stream it used: it may retry
+                if victim.transport is not None:
+                    victim.transport.close()
+                return True
+        return False
 
     def _sweep(self) -> None:
         """Once a second: close a connection whose preface is late or that sat idle (no open

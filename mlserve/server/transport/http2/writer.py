@@ -143,6 +143,8 @@ class StreamWriter:
             stream.on_cancel()
         if not self.streams:
             self.last_active = time.monotonic()
+            if self.transport is not None:  # idle from now: after every connection idle longer
+                self.server.idle[self] = None
             if self.draining and self.transport is not None:
                 self.flush()
                 self.transport.close()
