@@ -198,6 +198,10 @@ def test_inflight_byte_budget_is_429(serve) -> None:
         time.sleep(0.5)
         with _connect(server.port) as s:
             s.sendall(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n")
+            try:  # its bytes arrive past the budget: 429 once they do
+                s.sendall(b"2" * 500000)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
             answer = _read_all(s)
     assert answer.startswith(b"HTTP/1.1 429 ")
     time.sleep(0.5)  # the held connection is gone: its bytes are released
@@ -221,26 +225,50 @@ def test_body_in_many_chunks_arrives_whole(serve) -> None:
     assert hashlib.sha256(b"abc").hexdigest().encode() in answer
 
 
-def test_budget_is_reserved_at_the_headers_and_the_body_discarded(serve) -> None:
-    """A request's cost (body_cost_factor x Content-Length) is reserved when its headers arrive:
-    one that does not fit is answered 429 before its body is read, and a client that goes on
-    sending the whole body still reads the 429 (the body is read and dropped), then the close."""
+def test_announced_bodies_take_nothing_until_their_bytes_arrive(serve) -> None:
+    """A Content-Length alone reserves nothing: two clients that announce bodies twice the budget
+    and send almost nothing do not refuse a third, whose body arrives and is served."""
+    _, server = serve(max_inflight_bytes=10_000_000, body_cost_factor=4)
+    held = [_connect(server.port) for _ in range(2)]
+    try:
+        for s in held:
+            s.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"1" * 1000)
+        time.sleep(0.3)
+        assert server.server.http.budget.held == 2000  # what arrived, not 2 x 4 x 2 MB (16 MB)
+        with _connect(server.port) as s:
+            s.sendall(b"POST /sha HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n"
+                      + b"2" * 1_000_000)
+            answer = _read_all(s)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert hashlib.sha256(b"2" * 1_000_000).hexdigest().encode() in answer
+        held[0].sendall(b"1" * 1_999_000)  # the rest comes: served, then released
+        assert held[0].recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert server.server.http.budget.held == 0
+
+
+def test_arrived_bytes_past_the_budget_are_429_and_the_body_discarded(serve) -> None:
+    """The bytes that have arrived, and the decode's share once a body is complete
+    (body_cost_factor - 1 times it), are what a request holds: past the budget the request is
+    answered 429, the rest of its body read and dropped, then the connection closed."""
     _, server = serve(max_inflight_bytes=10_000_000, body_cost_factor=4)
     with _connect(server.port) as held:
-        held.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"1" * 1000)
-        time.sleep(0.3)  # 8 MB reserved for it, though only 1 kB has come
+        held.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"1" * 1_500_000)
+        time.sleep(0.3)  # 1.5 MB held
         with _connect(server.port) as s:
-            s.sendall(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
-            early = s.recv(65536)  # before any of its body was sent
-            s.sendall(b"2" * 1_000_000)
-            rest = _read_all(s)
-        assert early.startswith(b"HTTP/1.1 429 ") and b"Connection: close" in early
-        assert b"in flight" in early + rest
-        small = _get(server.port)  # a small request still fits
-        assert small.startswith(b"HTTP/1.1 200 ")
-        held.sendall(b"1" * 1_999_000)
+            # 3 MB arrive (4.5 MB held: fits), then its decode (3 x 3 MB more) does not: 429
+            s.sendall(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n" + b"2" * 3_000_000)
+            answer = _read_all(s)
+        assert answer.startswith(b"HTTP/1.1 429 ") and b"Connection: close" in answer
+        assert b"in flight" in answer
+        assert _get(server.port).startswith(b"HTTP/1.1 200 ")  # a small request still fits
+        held.sendall(b"1" * 500_000)  # complete: 4 x 2 MB fits
         assert held.recv(65536).startswith(b"HTTP/1.1 200 ")
     time.sleep(0.3)
+    assert server.server.http.budget.held == 0
     with _connect(server.port) as a:  # everything was released
         a.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2400000\r\n\r\n" + b"1" * 2400000)
         assert a.recv(65536).startswith(b"HTTP/1.1 200 ")

@@ -1,15 +1,18 @@
 """One HTTP/1.1 client connection on httptools, and the cache of response heads.
 
 Keep-alive and pipelining (answers strictly in order), Content-Length and chunked bodies,
-`Expect: 100-continue`. A body of known length is read into one buffer of that size (no list of
-chunks joined at the end: peak memory is the body once, not twice). Limits (`HttpConfig`): 413
+`Expect: 100-continue`. A body is read into one buffer grown in place as it arrives (no list of
+chunks joined at the end: peak memory is the body once, not twice; never a buffer of the
+announced length before the bytes come). Limits (`HttpConfig`): 413
 past `max_request_bytes`, 414 past `max_request_line_bytes`, 431 past `max_header_bytes`, 408
 past `header_timeout` (the server's sweep), 400 on unparsable HTTP (HTTP/0.9 included); each
 closes the connection. Flow control: the connection stops reading while more than
 `max_pipeline` requests wait, or while its unsent answers exceed `max_unsent_bytes` (the
-transport's write high-water mark), and resumes once drained. In-flight budget: a request's
-cost (`body_cost_factor` x its Content-Length) is reserved when its headers arrive, before its
-body is read; past `max_inflight_bytes` it is answered 429 at once and its body dropped unread
+transport's write high-water mark), and resumes once drained. In-flight budget: a request is
+charged for the body bytes that have arrived, as they arrive (an announced Content-Length alone
+takes nothing, so clients that announce large bodies and send nothing cannot refuse others), and
+for the rest of its cost (`body_cost_factor` - 1 times its body: the decode) once complete;
+past `max_inflight_bytes` it is answered 429 at once and the rest of its body dropped unread
 (`_reject_busy`). HEAD answers carry the head only. Nothing here knows what a request means:
 complete requests go to the server's app.
 """
@@ -119,7 +122,7 @@ class Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
-        self.body: bytes | bytearray = b""  # a bytearray of the whole length once a 2nd chunk comes
+        self.body: bytes | bytearray = b""  # a bytearray grown in place once a 2nd chunk comes
         self.size = 0
         self.expected = -1  # the body's Content-Length; -1: chunked or none
         self.cost = 0  # in-flight bytes reserved for the current request
@@ -237,15 +240,6 @@ class Connection(asyncio.Protocol):
             if expected > self.config.max_request_bytes:
                 self._reject_too_large()
                 return
-            if expected:
-                # Reserve what the request will cost while in flight, before reading its body:
-                # one multiply and add per request, and a body that does not fit is never buffered.
-                cost = expected * self.config.body_cost_factor
-                if not self.server.budget.reserve(cost):
-                    self._reject_busy(expected)
-                    return
-                self.cost = cost
-                self.held += cost
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(_CONTINUE)
 
@@ -256,23 +250,19 @@ class Connection(asyncio.Protocol):
             return
         start = self.size
         size = self.size = start + len(body)
-        if self.expected >= 0:  # reserved at the headers; httptools stops at the length
-            if not start and size == self.expected:
-                self.body = body  # the usual small request: its one chunk, no copy
-            else:
-                if not start:
-                    self.body = bytearray(self.expected)  # filled in place: the body once, no join
-                self.body[start:size] = body  # type: ignore[index]
-            return
-        # chunked: charged as it arrives
-        if size > self.config.max_request_bytes:
+        # Charged as it arrives, whether its length was announced or not: the bytes held now,
+        # not the bytes promised (the decode is charged once the body is complete).
+        if self.expected < 0 and size > self.config.max_request_bytes:  # chunked; httptools stops a known length
             self._reject_too_large()
             return
-        cost = len(body) * self.config.body_cost_factor
+        cost = len(body)
         self.cost += cost
         self.held += cost
         if not self.server.budget.charge(cost):
-            self._reject_busy(-1)
+            self._reject_busy(self.expected)
+            return
+        if self.expected >= 0 and not start and size == self.expected:
+            self.body = body  # the usual small request: its one chunk, no copy
             return
         if not start:
             self.body = body
@@ -285,6 +275,14 @@ class Connection(asyncio.Protocol):
         self.in_message = False
         if self.rejected or self.closed:
             return
+        if self.size and self.config.body_cost_factor > 1:
+            # the decode's share of the cost, now that the body is all here and about to be read
+            cost = self.size * (self.config.body_cost_factor - 1)
+            self.cost += cost
+            self.held += cost
+            if not self.server.budget.charge(cost):
+                self._reject_busy(self.expected)
+                return
         req = Request(self.parser.get_method().decode("latin-1"), self.url, self.headers, self.body,
                       self.parser.should_keep_alive(), self.started, self.cost)
         self.body = b""
