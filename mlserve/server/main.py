@@ -124,6 +124,7 @@ class ModelServer:
         self.dataplane = DataPlane(self.manager, self.batcher,
                                    per_model_batching=options.enable_per_model_batching_params,
                                    budget=InflightBudget(options.max_inflight_bytes))
+        self.dataplane.max_decoded_bytes = options.max_decoded_request_bytes
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)

@@ -141,3 +141,64 @@ def test_announced_bodies_do_not_refuse_other_clients(start_server: Callable[...
     finally:
         for s in held:
             s.close()
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # the peak: what the request made the server allocate
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_decoded_sizes_are_checked_before_decoding_and_charged(start_server: Callable[..., ServerProcess],
+                                                               digits_base: Path) -> None:
+    """Issue #21: input names and count are checked before any tensor is decoded (a 68-byte
+    request of two 1 GiB filled tensors is refused without allocating them), what a request's
+    tensors decode to is capped per request (--max_decoded_request_bytes), and a gzip message is
+    charged to the in-flight budget at its inflated size."""
+    server = start_server(f"--model_name={MODEL_NAME}", f"--model_base_path={digits_base}",
+                          "--max_inflight_bytes=4000000", "--max_decoded_request_bytes=3000000")
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        peak = _rss_bytes(server.proc.pid)
+
+        def refused(req: Any, **kwargs: Any) -> grpc.RpcError:
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Predict(req, timeout=30, **kwargs)
+            return info.value
+
+        two = predict_pb2.PredictRequest()
+        two.model_spec.name = MODEL_NAME
+        for name in ("a0", "a1"):
+            two.inputs[name].CopyFrom(_tensor(types_pb2.DT_FLOAT, [268435456], float_val=[1.0]))
+        assert two.ByteSize() < 80
+        error = refused(two)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details().startswith("input size does not match signature: 2!=1")
+        wrong = predict_pb2.PredictRequest()
+        wrong.model_spec.name = MODEL_NAME
+        wrong.inputs["a0"].CopyFrom(_tensor(types_pb2.DT_FLOAT, [268435456], float_val=[1.0]))
+        error = refused(wrong)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details().startswith("input tensor alias not found in signature: a0.")
+        # the right name, 1 GiB once filled: over the per-request cap, refused before it exists
+        big = predict_pb2.PredictRequest()
+        big.model_spec.name = MODEL_NAME
+        big.inputs["Conv1_input"].CopyFrom(_tensor(types_pb2.DT_FLOAT, [268435456], float_val=[1.0]))
+        error = refused(big)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max_decoded_request_bytes" in error.details()
+        assert _rss_bytes(server.proc.pid) - peak < 100 * 1024 * 1024
+        # 5 MB of zeros, a few kB once gzipped: charged at 5 MB, past the 4 MB budget
+        zeros = predict_pb2.PredictRequest()
+        zeros.model_spec.name = MODEL_NAME
+        zeros.inputs["Conv1_input"].CopyFrom(
+            tensors.to_proto(np.zeros((1600, 28, 28, 1), np.float32), as_content=True))
+        error = refused(zeros, compression=grpc.Compression.Gzip)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "in flight" in error.details()
+        # and everything held was given back: a good predict fits
+        good = predict_pb2.PredictRequest()
+        good.model_spec.name = MODEL_NAME
+        good.inputs["Conv1_input"].CopyFrom(tensors.to_proto(digits_batch(200), as_content=True))
+        reply = stub.Predict(good, timeout=30, compression=grpc.Compression.Gzip)
+    assert tensors.to_ndarray(next(iter(reply.outputs.values()))).shape == (200, 10)

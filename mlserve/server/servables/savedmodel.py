@@ -164,10 +164,12 @@ class Servable:
 
     # -- predict ------------------------------------------------------------------------------
 
-    def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Check input names and dtypes against `sig` as TF Serving does; shapes are TensorFlow's."""
-        if inputs.keys() != sig.inputs.keys():
-            sent, wanted = set(inputs), set(sig.inputs)
+    @staticmethod
+    def check_input_names(sig: SignatureInfo, names: Any) -> None:
+        """Refuse inputs whose count or names differ from `sig`'s, as TF Serving does before it
+        decodes any tensor (predict_util.cc: VerifyRequestInputsSize, then each alias)."""
+        sent, wanted = set(names), set(sig.inputs)
+        if sent != wanted:
             if len(sent) != len(wanted):
                 raise ServingError(
                     "INVALID_ARGUMENT",
@@ -179,6 +181,11 @@ class Servable:
             raise ServingError("INVALID_ARGUMENT",
                                f"input tensor alias not found in signature: {bad}. Inputs expected to "
                                f"be in the set {{{','.join(sorted(wanted))}}}.")
+
+    def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Check input names and dtypes against `sig` as TF Serving does; shapes are TensorFlow's."""
+        if inputs.keys() != sig.inputs.keys():
+            self.check_input_names(sig, inputs)
         out: dict[str, np.ndarray] = {}
         for key, spec in sig.inputs.items():
             arr = np.asarray(inputs[key])
@@ -268,6 +275,7 @@ class Servable:
         """Answer a `PredictRequest` proto with a `PredictResponse` proto (warm-up replays these;
         the gRPC front-end goes through the data plane, which may batch)."""
         sig = self.signature(request.model_spec.signature_name)
+        self.check_input_names(sig, request.inputs.keys())
         inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
         outputs = self.run(sig.name, inputs, list(request.output_filter) or None)
         return self.predict_response(sig.name, outputs, tensor_content=tensor_content)
