@@ -185,7 +185,7 @@ HELP: dict[str, str] = {
     "http_header_timeout_seconds": "(mlserve extension) Seconds a REST request's headers may take (else 408, closed).",
     "http_body_timeout_seconds": "(mlserve extension) Seconds a REST request's body may take after its headers.",
     "http_idle_timeout_seconds": "(mlserve extension) Seconds an idle keep-alive REST connection stays open.",
-    "http_max_connections": "(mlserve extension) Open REST connections; past it new ones are closed at accept.",
+    "http_max_connections": "(mlserve extension) Open REST connections; past it the oldest with no request in flight is closed (never-used first), and a new one is refused only when every connection has a request in flight.",
     "http_max_unsent_bytes": "(mlserve extension) Unread answer bytes after which a REST connection stops reading.",
     "max_inflight_bytes": "(mlserve extension) memory requests may hold in flight at once, REST and gRPC together: a REST body is charged as its bytes arrive, then 4x once complete (past it: 429 RESOURCE_EXHAUSTED).",
     "max_decoded_request_bytes": "(mlserve extension) What one gRPC request's tensors may decode to, all together (filled tensors at their full shape; past it: RESOURCE_EXHAUSTED).",

@@ -135,18 +135,57 @@ def test_idle_keepalive_connection_is_closed(serve) -> None:
     assert first.startswith(b"HTTP/1.1 200 ") and rest == b""
 
 
-def test_connections_past_the_maximum_are_refused_and_the_rest_served(serve) -> None:
-    app, server = serve(max_connections=3)
-    held = [_connect(server.port) for _ in range(3)]
+def _closed(s: socket.socket) -> bool:
+    s.settimeout(5)
+    return _read_all(s) == b""
+
+
+def test_at_the_connection_cap_idle_connections_are_evicted_never_used_first(serve) -> None:
+    """Past `max_connections` the server closes the oldest connection that never began a
+    request, else the one idle longest, so a flood of idle connections cannot lock out new
+    clients; connections with a request in flight are never closed for it."""
+    _, server = serve(max_connections=3)
+    used = [_connect(server.port) for _ in range(2)]
     try:
-        for s in held:  # make sure each is accepted before the next test connection
+        for s in used:
             s.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        unused = _connect(server.port)
+        time.sleep(0.2)
+        # the cap is reached: a new client is served, and the never-used connection made room
+        assert _get(server.port, "/new").startswith(b"HTTP/1.1 200 ")
+        assert _closed(unused)
+        for s in used:  # the used, idle ones are still served
+            s.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        # then the one idle longest goes: used[0] answered before used[1] last time
+        time.sleep(0.1)
+        used[1].sendall(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert used[1].recv(65536).startswith(b"HTTP/1.1 200 ")
+        third = _connect(server.port)
+        third.sendall(b"GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert third.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert _get(server.port, "/fourth").startswith(b"HTTP/1.1 200 ")  # evicts used[0]
+        assert _closed(used[0])
+        assert server.server.http.evicted >= 2
+        third.close()
+    finally:
+        for s in used:
+            s.close()
+
+
+def test_connections_past_the_maximum_are_refused_when_all_are_in_flight(serve) -> None:
+    _, server = serve(max_connections=3)
+    held = [_connect(server.port) for _ in range(3)]
+    try:
+        for s in held:  # each with a request in flight: its body still arriving
+            s.sendall(b"POST /sha HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        time.sleep(0.3)
         with _connect(server.port) as extra:
             extra.sendall(b"GET /extra HTTP/1.1\r\nHost: x\r\n\r\n")
             assert _read_all(extra) == b""  # closed at accept, nothing answered
-        for s in held:  # the connections already open are still served
-            s.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        for s in held:  # the requests in flight complete and are answered
+            s.sendall(b"cd")
             assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
         assert server.server.http.refused >= 1
     finally:

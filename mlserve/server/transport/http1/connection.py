@@ -117,7 +117,14 @@ class Connection(asyncio.Protocol):
         self.lost = False
         self.eof = False
         self.started = 0.0
+        self.requests = 0  # requests begun on this connection
+        self.opened = self.last_active
         self._reset()
+
+    @property
+    def idle(self) -> bool:
+        """No request in flight: none arriving, queued, being answered or being discarded."""
+        return not (self.busy or self.pending or self.in_message or self.discard >= 0 or self.closed)
 
     def _reset(self) -> None:
         self.url = b""
@@ -133,17 +140,19 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if len(self.server.connections) >= self.server.max_connections:
-            # Refused at accept: closing now frees the descriptor before the process runs out,
-            # and the connections already open keep being served.
+        if len(self.server.connections) >= self.server.max_connections and not self.server.evict_idle():
+            # Every connection has a request in flight: refused at accept. Closing now frees the
+            # descriptor before the process runs out, and the connections open keep being served.
             self.closed = True
             self.server.refused += 1
             transport.abort()  # type: ignore[attr-defined]
             return
         self.server.connections.add(self)
+        self.server.unused[self] = None  # oldest first: evicted first at the connection cap
         transport.set_write_buffer_limits(high=self.config.max_unsent_bytes)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.unused.pop(self, None)
         self._release(self.held)
         self.lost = True
         self.closed = True
@@ -209,6 +218,9 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if not self.requests:
+            self.server.unused.pop(self, None)
+        self.requests += 1
         self.in_message = True
         self.in_head = True
         self.head_chunk = self.chunks
