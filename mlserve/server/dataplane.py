@@ -149,7 +149,7 @@ class DataPlane:
             raise ServingError("INVALID_ARGUMENT",
                                "ServerModelConfig type not supported by HandleReloadConfigRequest. "
                                "Only ModelConfigList is currently supported")
-        self.reload_policy.check(config, self.manager.model_names())  # reloadpolicy.py: safety
+        self.reload_policy.check(config, self.manager.available_names())  # reloadpolicy.py: safety
         try:
             self.manager.reload_config(config)
         except ServingError:

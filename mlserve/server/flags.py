@@ -191,7 +191,7 @@ HELP: dict[str, str] = {
     "max_decoded_request_bytes": "(mlserve extension) What one gRPC request's tensors may decode to, all together (filled tensors at their full shape; past it: RESOURCE_EXHAUSTED).",
     "allowed_model_roots": "(mlserve extension) Comma-separated folders every model base path must lie under "
                            "(empty: any absolute path).",
-    "allow_unload_all_models": "(mlserve extension) Let a config reload with an empty model list unload every model.",
+    "allow_unload_all_models": "(mlserve extension) Let a config reload unload every model available now (an empty model list, or one naming none of them).",
 }
 
 EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "grpc_frontend", "http_max_request_line_bytes",

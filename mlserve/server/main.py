@@ -128,6 +128,7 @@ class ModelServer:
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
+        self.manager.allowed_roots = self.dataplane.reload_policy.allowed_roots
         self.grpc = start_grpc(self.dataplane, options, self.request_log)
         if options.rest_api_port:
             if options.rest_api_port == options.port:
