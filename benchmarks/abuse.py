@@ -73,7 +73,7 @@ def server_pid(proc: subprocess.Popen) -> int:
 
 def request(port: int, method: str, path: str, body: bytes = b"", timeout: float = 60) -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n"
                   f"Connection: close\r\n\r\n".encode() + body)
         data = b""
         while chunk := s.recv(1 << 20):
@@ -92,7 +92,7 @@ class KeepAlive:
 
     def predict(self) -> tuple[int, float]:
         start = time.perf_counter()
-        self.sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(self.body)}\r\n\r\n".encode()
+        self.sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(self.body)}\r\n\r\n".encode()
                           + self.body)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -224,7 +224,7 @@ def scenario_header(port: int, header_mb: int) -> dict:
     start = time.perf_counter()
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(b"GET /v1/models/" + MODEL.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        s.sendall(b"GET /v1/models/" + MODEL.encode() + b" HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
         chunk = b"a" * (1 << 20)
         try:
             while sent < header_mb << 20:
@@ -272,7 +272,7 @@ def hostile_rest_requests(n: int, seed: int = 1) -> list[bytes]:
         method = rng.choice(["POST", "POST", "POST", "GET", "HEAD", "PUT", "OPTIONS"])
         body = rng.choice(bodies)().encode("utf-8", "surrogatepass") if method == "POST" else b""
         path = rng.choice(paths)
-        out.append(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        out.append(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     return out
 
 

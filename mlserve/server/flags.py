@@ -103,6 +103,7 @@ class ServerOptions:
     max_inflight_bytes: int = 512 * 1024 * 1024
     max_decoded_request_bytes: int = 256 * 1024 * 1024
     allowed_model_roots: str = ""
+    allowed_hosts: str = ""
     allow_unload_all_models: bool = False
 
     @property
@@ -189,6 +190,8 @@ HELP: dict[str, str] = {
     "http_max_unsent_bytes": "(mlserve extension) Unread answer bytes after which a REST connection stops reading.",
     "max_inflight_bytes": "(mlserve extension) memory requests may hold in flight at once, REST and gRPC together: a REST body is charged as its bytes arrive, then 4x once complete (past it: 429 RESOURCE_EXHAUSTED).",
     "max_decoded_request_bytes": "(mlserve extension) What one gRPC request's tensors may decode to, all together (filled tensors at their full shape; past it: RESOURCE_EXHAUSTED).",
+    "allowed_hosts": "(mlserve extension) Comma-separated Host names REST answers besides localhost, 127.0.0.1 and [::1] "
+                     "when bound to a loopback address ('*': any; other binds never check). Others: HTTP 421.",
     "allowed_model_roots": "(mlserve extension) Comma-separated folders every model base path must lie under "
                            "(empty: any absolute path).",
     "allow_unload_all_models": "(mlserve extension) Let a config reload unload every model available now (an empty model list, or one naming none of them).",
@@ -198,7 +201,7 @@ EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health
                         "http_max_header_bytes", "http_header_timeout_seconds", "http_body_timeout_seconds",
                         "http_idle_timeout_seconds", "http_max_connections", "http_max_unsent_bytes",
                         "max_inflight_bytes", "max_decoded_request_bytes", "allowed_model_roots",
-                        "allow_unload_all_models"})
+                        "allow_unload_all_models", "allowed_hosts"})
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
 assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)

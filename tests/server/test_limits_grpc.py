@@ -99,7 +99,7 @@ def test_rest_and_grpc_share_one_inflight_budget(start_server: Callable[..., Ser
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         with socket.create_connection(("127.0.0.1", server.rest_port)) as held:
             # 3.5 MB of a body that never completes: 3.5 MB of the 4 MB held
-            held.sendall(b"POST /v1/models/digits_model:predict HTTP/1.1\r\nHost: x\r\n"
+            held.sendall(b"POST /v1/models/digits_model:predict HTTP/1.1\r\nHost: localhost\r\n"
                          b"Content-Length: 3500001\r\n\r\n" + b" " * 3_500_000)
             time.sleep(0.5)
             with pytest.raises(grpc.RpcError) as refused:

@@ -313,6 +313,36 @@ def test_arrived_bytes_past_the_budget_are_429_and_the_body_discarded(serve) -> 
         assert a.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
+def test_host_names_other_than_local_are_421_when_asked(serve) -> None:
+    """DNS rebinding: a page whose site resolves to 127.0.0.1 sends its own name as Host."""
+    from mlserve.server.transport.http1.config import LOCAL_HOSTS
+
+    _, server = serve(allowed_hosts=LOCAL_HOSTS | {"models.internal"})
+    for host in ("localhost", "LOCALHOST:8501", "127.0.0.1:1", "[::1]", "[::1]:8501", "models.internal:80"):
+        with _connect(server.port) as s:
+            s.sendall(f"GET /ok HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            assert _read_all(s).startswith(b"HTTP/1.1 200 "), host
+    with _connect(server.port) as s:  # HTTP/1.0 without a Host: nothing to check
+        s.sendall(b"GET /ok HTTP/1.0\r\n\r\n")
+        assert _read_all(s).startswith(b"HTTP/1.1 200 ")
+    for host in ("attacker.example", "attacker.example:8501", "localhost.attacker.example", "127.0.0.2"):
+        with _connect(server.port) as s:
+            s.sendall(f"GET /ok HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            answer = _read_all(s)
+        assert answer.startswith(b"HTTP/1.1 421 ") and b"Connection: close" in answer, host
+        assert b"--allowed_hosts" in answer
+
+
+def test_host_check_applies_only_when_bound_to_loopback() -> None:
+    from mlserve.server.frontends.rest.routes import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", "") == {"localhost", "127.0.0.1", "[::1]"}
+    assert allowed_hosts("::1", "a.example, B.example:80") >= {"a.example", "b.example", "[::1]"}
+    assert allowed_hosts("localhost", "*") is None
+    for bind in ("0.0.0.0", "::", "192.168.1.5", "my-host"):
+        assert allowed_hosts(bind, "") is None  # TF Serving's behaviour: no check
+
+
 def test_every_limit_flag_is_documented() -> None:
     from pathlib import Path
 

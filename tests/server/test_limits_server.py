@@ -49,10 +49,19 @@ def test_hostile_rest_requests_are_400_not_500(server: ServerProcess) -> None:
     assert answer.json()["error"].startswith("Failed to process element: 4194304 of 'instances' list.")
 
 
+def test_rest_refuses_foreign_host_names_when_bound_to_loopback(server: ServerProcess) -> None:
+    # the default bind is 127.0.0.1: a Host that is not a local name is a DNS-rebinding page
+    url = _url(server, f"/v1/models/{MODEL_NAME}")
+    assert requests.get(url, timeout=30).status_code == 200  # requests sends Host: 127.0.0.1:<port>
+    assert requests.get(url, headers={"Host": f"localhost:{server.rest_port}"}, timeout=30).status_code == 200
+    answer = requests.get(url, headers={"Host": "attacker.example"}, timeout=30)
+    assert answer.status_code == 421 and "--allowed_hosts" in answer.json()["error"]
+
+
 def test_head_has_no_body(server: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as s:
-        s.sendall(b"HEAD /v1/models/" + MODEL_NAME.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"HEAD /v1/models/" + MODEL_NAME.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := s.recv(65536):
             data += chunk

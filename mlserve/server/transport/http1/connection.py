@@ -13,7 +13,8 @@ charged for the body bytes that have arrived, as they arrive (an announced Conte
 takes nothing, so clients that announce large bodies and send nothing cannot refuse others), and
 for the rest of its cost (`body_cost_factor` - 1 times its body: the decode) once complete;
 past `max_inflight_bytes` it is answered 429 at once and the rest of its body dropped unread
-(`_reject_busy`). HEAD answers carry the head only. Nothing here knows what a request means:
+(`_reject_busy`). With `allowed_hosts`, a Host naming another server is 421 and closed.
+HEAD answers carry the head only. Nothing here knows what a request means:
 complete requests go to the server's app.
 """
 from __future__ import annotations
@@ -26,18 +27,21 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from mlserve.server.transport.http1.config import host_name
+
 if TYPE_CHECKING:
     from mlserve.server.transport.http1.server import HttpServer
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 414: "URI Too Long",
+            421: "Misdirected Request",
             429: "Too Many Requests", 431: "Request Header Fields Too Large", 499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented",
             503: "Service Unavailable", 504: "Gateway Timeout"}
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()}
 _CORS = (b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: POST, GET\r\n"
          b"Access-Control-Allow-Headers: Content-Type\r\n")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin"))
+_WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin", b"host"))
 _ERROR_TYPE = b"application/json"
 _SEPARATE_BODY = 65536  # larger bodies are written apart from the head, not copied onto it
 _DISCARD_SECONDS = 5.0  # a body refused 429 is read and dropped this long at most, then closed
@@ -74,7 +78,7 @@ class HeadCache:
 
 
 class Request:
-    """One complete request. `headers` holds only Content-Length, Expect and Origin (lowercase)."""
+    """One complete request. `headers` holds only Content-Length, Expect, Origin and Host (lowercase)."""
 
     __slots__ = ("method", "url", "headers", "body", "keep_alive", "started", "cost")
 
@@ -246,6 +250,15 @@ class Connection(asyncio.Protocol):
         self.head_started = time.monotonic()  # from here `stall_timeout` bounds the body
         if self.rejected or self.closed:
             return
+        allowed = self.config.allowed_hosts
+        if allowed is not None:
+            host = self.headers.get(b"host")
+            if host is not None and host_name(host) not in allowed:
+                # a page reached through DNS rebinding names its own site here
+                self._fail(421, f"Host {host.decode('latin-1')[:100]!r} is not served here: the server is "
+                                f"bound to a loopback address and answers only {', '.join(sorted(allowed))} "
+                                f"(allow more names with --allowed_hosts)")
+                return
         length = self.headers.get(b"content-length")
         if length is not None and length.isdigit():
             expected = self.expected = int(length)
