@@ -122,6 +122,7 @@ class Connection(asyncio.Protocol):
         self.eof = False
         self.started = 0.0
         self.requests = 0  # requests begun on this connection
+        self.host_ok: bytes | None = None  # the last Host header found allowed
         self.opened = self.last_active
         self._reset()
 
@@ -253,12 +254,13 @@ class Connection(asyncio.Protocol):
         allowed = self.config.allowed_hosts
         if allowed is not None:
             host = self.headers.get(b"host")
-            if host is not None and host_name(host) not in allowed:
+            if host is not None and host != self.host_ok and host_name(host) not in allowed:
                 # a page reached through DNS rebinding names its own site here
                 self._fail(421, f"Host {host.decode('latin-1')[:100]!r} is not served here: the server is "
                                 f"bound to a loopback address and answers only {', '.join(sorted(allowed))} "
                                 f"(allow more names with --allowed_hosts)")
                 return
+            self.host_ok = host  # the next request on this connection names the same host, as a rule
         length = self.headers.get(b"content-length")
         if length is not None and length.isdigit():
             expected = self.expected = int(length)
@@ -281,6 +283,8 @@ class Connection(asyncio.Protocol):
             self._reject_too_large()
             return
         cost = len(body)
+        if size == self.expected and self.config.body_cost_factor > 1:
+            cost += size * (self.config.body_cost_factor - 1)  # complete: the decode's share too, one charge
         self.cost += cost
         self.held += cost
         if not self.server.budget.charge(cost):
@@ -300,8 +304,8 @@ class Connection(asyncio.Protocol):
         self.in_message = False
         if self.rejected or self.closed:
             return
-        if self.size and self.config.body_cost_factor > 1:
-            # the decode's share of the cost, now that the body is all here and about to be read
+        if self.size and self.expected < 0 and self.config.body_cost_factor > 1:
+            # chunked: the decode's share of the cost, now that the body is all here
             cost = self.size * (self.config.body_cost_factor - 1)
             self.cost += cost
             self.held += cost
