@@ -10,11 +10,21 @@ Scenarios, each reported as figures (and in benchmarks/results/abuse-<date>.json
               predicts of a client that was already connected, and the refusals at accept
   header      one connection streaming a 200 MB header: time to its 431, and a second client's
               predict latencies meanwhile
+              and 5 new clients' predicts (connect + predict, each within 1 s or not)
+  header      one connection streaming a 200 MB header: time to its 431, and a second client's
+              predict latencies meanwhile
   hostile     >= 10,000 generated hostile REST requests and >= 10,000 hostile gRPC calls
               (seeded; benchmarks/hostile_grpc.py, any gRPC port): how many answers were
               5xx / INTERNAL / UNKNOWN
+  announce    two sockets announce 64 MiB :predict bodies and send nothing: a third client's
+              5 REST and 5 gRPC predicts meanwhile
+  filled      a 68-byte gRPC Predict: inputs a0, a1 DT_FLOAT [268435456] float_val [1.0]:
+              the server's peak RSS growth and the time to the answer
+  reload      a HandleReloadConfigRequest naming only {name: "x", base_path: "/nonexistent"}:
+              its code, and the served model's state afterwards
 
 Usage: python benchmarks/abuse.py [--idle 20000] [--hostile 10000] [--skip SCENARIO ...]
+       [--only SCENARIO ...] [--server-root DIR]   (DIR: another checkout's server, e.g. a base)
 """
 from __future__ import annotations
 
@@ -73,7 +83,7 @@ def server_pid(proc: subprocess.Popen) -> int:
 
 def request(port: int, method: str, path: str, body: bytes = b"", timeout: float = 60) -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n"
                   f"Connection: close\r\n\r\n".encode() + body)
         data = b""
         while chunk := s.recv(1 << 20):
@@ -92,7 +102,7 @@ class KeepAlive:
 
     def predict(self) -> tuple[int, float]:
         start = time.perf_counter()
-        self.sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(self.body)}\r\n\r\n".encode()
+        self.sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(self.body)}\r\n\r\n".encode()
                           + self.body)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -188,6 +198,20 @@ def scenario_idle(port: int, count: int) -> dict:
         fresh_status = KeepAlive(port).predict()[0]
     except OSError:
         fresh_status = 0
+    new_ok = 0
+    new_seconds = []
+    for _ in range(5):  # five new clients: connect and predict, each within 1 s?
+        t0 = time.perf_counter()
+        try:
+            client = KeepAlive(port)
+            client.sock.settimeout(1.0)
+            status = client.predict()[0]
+            client.sock.close()
+        except OSError:
+            status = 0
+        took = time.perf_counter() - t0
+        new_seconds.append(round(took, 3))
+        new_ok += status == 200 and took < 1.0
     open_ = sum(1 for s in idle if _still_open(s))
     for s in idle:
         s.close()
@@ -195,7 +219,8 @@ def scenario_idle(port: int, count: int) -> dict:
             "still_open_after_2s": open_, "good_predicts_ok": statuses.count(200), "good_predicts": len(statuses),
             "flood_seconds": round(flood_seconds, 1),
             "good_p50_ms": round(statistics.median(latencies) * 1000, 2),
-            "new_connection_predict_status": fresh_status, "seconds": round(time.monotonic() - start, 1)}
+            "new_connection_predict_status": fresh_status, "new_clients_ok_within_1s": new_ok,
+            "new_clients": 5, "new_client_seconds": new_seconds, "seconds": round(time.monotonic() - start, 1)}
 
 
 def _still_open(s: socket.socket) -> bool:
@@ -224,7 +249,7 @@ def scenario_header(port: int, header_mb: int) -> dict:
     start = time.perf_counter()
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(b"GET /v1/models/" + MODEL.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        s.sendall(b"GET /v1/models/" + MODEL.encode() + b" HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
         chunk = b"a" * (1 << 20)
         try:
             while sent < header_mb << 20:
@@ -245,6 +270,103 @@ def scenario_header(port: int, header_mb: int) -> dict:
             "other_client_predicts": len(statuses), "other_client_ok": statuses.count(200),
             "other_client_p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
             "other_client_max_ms": round(max(latencies) * 1000, 2) if latencies else None}
+
+
+def _grpc_predict_request(n: int = 1) -> Any:
+    import numpy as np
+    from tensorflow_serving.apis import predict_pb2
+
+    from mlserve.server.servables import tensors
+
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = MODEL
+    req.inputs["Conv1_input"].CopyFrom(tensors.to_proto(np.full((n, 28, 28, 1), 0.5, np.float32), as_content=True))
+    return req
+
+
+def scenario_announce(rest: int, grpc_port: int) -> dict:
+    """Two announcements of 64 MiB bodies that never come; a third client meanwhile."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    held = []
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", rest), timeout=30)
+        s.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 67108864\r\n\r\n".encode())
+        held.append(s)
+    time.sleep(0.5)
+    rest_statuses = []
+    for _ in range(5):
+        try:
+            rest_statuses.append(KeepAlive(rest).predict()[0])
+        except OSError:
+            rest_statuses.append(0)
+    grpc_codes = []
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for _ in range(5):
+            try:
+                stub.Predict(_grpc_predict_request(), timeout=10)
+                grpc_codes.append("OK")
+            except grpc.RpcError as e:
+                grpc_codes.append(e.code().name)
+    for s in held:
+        s.close()
+    return {"rest_statuses": rest_statuses, "rest_ok": rest_statuses.count(200),
+            "grpc_codes": grpc_codes, "grpc_ok": grpc_codes.count("OK")}
+
+
+def scenario_filled(grpc_port: int, pid: int) -> dict:
+    """The 68-byte Predict of two 1 GiB filled tensors (issue #21 finding 2)."""
+    import grpc
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = MODEL
+    for name in ("a0", "a1"):
+        t = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+        t.tensor_shape.dim.add(size=268435456)
+        t.float_val.append(1.0)
+        req.inputs[name].CopyFrom(t)
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.GetModelMetadata  # noqa: B018 - the channel is made before the clock starts
+        reset_peak(pid)
+        rss0 = status_kib(pid, "VmRSS")
+        start = time.perf_counter()
+        try:
+            stub.Predict(req, timeout=60)
+            code, details = "OK", ""
+        except grpc.RpcError as e:
+            code, details = e.code().name, e.details()
+        seconds = time.perf_counter() - start
+    growth = (status_kib(pid, "VmHWM") - rss0) * 1024
+    return {"request_bytes": req.ByteSize(), "code": code, "details": details[:160],
+            "seconds_to_answer": round(seconds, 3), "peak_rss_growth_bytes": growth}
+
+
+def scenario_reload(rest: int, grpc_port: int) -> dict:
+    """A one-entry reload naming a model that cannot load (issue #21 finding 6)."""
+    import grpc
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+    req = model_management_pb2.ReloadConfigRequest()
+    req.config.model_config_list.config.add(name="x", base_path="/nonexistent", model_platform="tensorflow")
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        try:
+            answer = model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(req, timeout=60)
+            code, details = ("OK" if answer.status.error_code == 0 else str(answer.status.error_code)), ""
+        except grpc.RpcError as e:
+            code, details = e.code().name, e.details()
+    time.sleep(1.0)
+    status, body = request(rest, "GET", f"/v1/models/{MODEL}")
+    try:
+        state = json.loads(body)["model_version_status"][0]["state"]
+    except (ValueError, KeyError, IndexError):
+        state = f"HTTP {status}"
+    predict = KeepAlive(rest).predict()[0]
+    return {"code": code, "details": details[:200], "model_state_after": state, "predict_status_after": predict}
 
 
 def hostile_rest_requests(n: int, seed: int = 1) -> list[bytes]:
@@ -272,7 +394,7 @@ def hostile_rest_requests(n: int, seed: int = 1) -> list[bytes]:
         method = rng.choice(["POST", "POST", "POST", "GET", "HEAD", "PUT", "OPTIONS"])
         body = rng.choice(bodies)().encode("utf-8", "surrogatepass") if method == "POST" else b""
         path = rng.choice(paths)
-        out.append(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        out.append(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     return out
 
 
@@ -317,12 +439,23 @@ def scenario_hostile_grpc(port: int, n: int, seed: int = 2) -> dict:
     return hostile_grpc.run(port, n, MODEL, seed)
 
 
+def _commit(root: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idle", type=int, default=20000)
     parser.add_argument("--hostile", type=int, default=10000)
     parser.add_argument("--header-mb", type=int, default=200)
     parser.add_argument("--skip", nargs="*", default=[])
+    parser.add_argument("--only", nargs="*", default=[])
+    parser.add_argument("--server-root", type=Path, default=ROOT,
+                        help="the checkout whose server runs (PYTHONPATH); default this one")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlserve-abuse-"))
     import make_model
@@ -334,8 +467,10 @@ def main() -> int:
     logfile = work / "server.log"
     proc = procs.start([sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest}",
                           f"--model_name={MODEL}", f"--model_base_path={base}", f"--max_inflight_bytes={budget}"],
-                         logfile, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    results: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds")}
+                         logfile, env={**os.environ, "PYTHONPATH": str(args.server_root)},
+                         cwd=args.server_root)  # `python -m` puts its cwd first on sys.path
+    results: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds"),
+                               "server_root": str(args.server_root), "server_commit": _commit(args.server_root)}
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -355,9 +490,12 @@ def main() -> int:
                 ("header", lambda: scenario_header(rest, args.header_mb)),
                 ("hostile-rest", lambda: scenario_hostile_rest(rest, args.hostile)),
                 ("hostile-grpc", lambda: scenario_hostile_grpc(grpc_port, args.hostile)),
-                ("idle", lambda: scenario_idle(rest, args.idle))]
+                ("announce", lambda: scenario_announce(rest, grpc_port)),
+                ("filled", lambda: scenario_filled(grpc_port, pid)),
+                ("idle", lambda: scenario_idle(rest, args.idle)),
+                ("reload", lambda: scenario_reload(rest, grpc_port))]  # last: it may unload the model
         for name, run in plan:
-            if name in args.skip:
+            if name in args.skip or (args.only and name not in args.only):
                 continue
             log(f"-- {name}")
             results[name] = run()

@@ -34,6 +34,7 @@ from mlserve.server.errors import ServingError
 from mlserve.server.models.manager import ModelManager, VersionStatus
 from mlserve.server.models.reloadpolicy import ReloadPolicy
 from mlserve.server.servables.savedmodel import Servable
+from mlserve.server.servables.tensors import MAX_DECODED_REQUEST_BYTES
 
 
 PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"  # TF Serving's kBatchingParamsFilename
@@ -66,6 +67,8 @@ class DataPlane:
         self.batcher = batcher
         # --max_inflight_bytes, one count for every front-end's requests (each has its own otherwise)
         self.budget = budget
+        # --max_decoded_request_bytes: what one request's tensors may decode to (gRPC front-ends)
+        self.max_decoded_bytes = MAX_DECODED_REQUEST_BYTES
         self._metadata: dict[int, tuple[Servable, ModelMetadata]] = {}
         # --enable_per_model_batching_params (bundle_factory_util.cc GetPerModelBatchingParams):
         # a version folder's batching_params.pbtxt batches that version; without one, no batching.
@@ -146,7 +149,7 @@ class DataPlane:
             raise ServingError("INVALID_ARGUMENT",
                                "ServerModelConfig type not supported by HandleReloadConfigRequest. "
                                "Only ModelConfigList is currently supported")
-        self.reload_policy.check(config, self.manager.model_names())  # reloadpolicy.py: safety
+        self.reload_policy.check(config, self.manager.available_names())  # reloadpolicy.py: safety
         try:
             self.manager.reload_config(config)
         except ServingError:

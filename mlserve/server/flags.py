@@ -101,7 +101,9 @@ class ServerOptions:
     http_max_connections: int = 4096
     http_max_unsent_bytes: int = 1024 * 1024
     max_inflight_bytes: int = 512 * 1024 * 1024
+    max_decoded_request_bytes: int = 256 * 1024 * 1024
     allowed_model_roots: str = ""
+    allowed_hosts: str = ""
     allow_unload_all_models: bool = False
 
     @property
@@ -184,19 +186,27 @@ HELP: dict[str, str] = {
     "http_header_timeout_seconds": "(mlserve extension) Seconds a REST request's headers may take (else 408, closed).",
     "http_body_timeout_seconds": "(mlserve extension) Seconds a REST request's body may take after its headers.",
     "http_idle_timeout_seconds": "(mlserve extension) Seconds an idle keep-alive REST connection stays open.",
-    "http_max_connections": "(mlserve extension) Open REST connections; past it new ones are closed at accept.",
+    "http_max_connections": "(mlserve extension) Open REST connections; past it the oldest with no request in flight "
+                            "is closed (never-used first), and a new one is refused only when every connection has a "
+                            "request in flight.",
     "http_max_unsent_bytes": "(mlserve extension) Unread answer bytes after which a REST connection stops reading.",
-    "max_inflight_bytes": "(mlserve extension) memory REST requests may hold in flight at once, each costing 4x its body, "
-                          "reserved at its headers (past it: 429 RESOURCE_EXHAUSTED).",
+    "max_inflight_bytes": "(mlserve extension) memory requests may hold in flight at once, REST and gRPC together: "
+                          "a REST body is charged as its bytes arrive, then 4x once complete (past it: 429 RESOURCE_EXHAUSTED).",
+    "max_decoded_request_bytes": "(mlserve extension) What one gRPC request's tensors may decode to, all together "
+                                 "(filled tensors at their full shape; past it: RESOURCE_EXHAUSTED).",
+    "allowed_hosts": "(mlserve extension) Comma-separated Host names REST answers besides localhost, 127.0.0.1 and [::1] "
+                     "when bound to a loopback address ('*': any; other binds never check). Others: HTTP 421.",
     "allowed_model_roots": "(mlserve extension) Comma-separated folders every model base path must lie under "
                            "(empty: any absolute path).",
-    "allow_unload_all_models": "(mlserve extension) Let a config reload with an empty model list unload every model.",
+    "allow_unload_all_models": "(mlserve extension) Let a config reload unload every model available now "
+                               "(an empty model list, or one naming none of them).",
 }
 
 EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "grpc_frontend", "http_max_request_line_bytes",
                         "http_max_header_bytes", "http_header_timeout_seconds", "http_body_timeout_seconds",
                         "http_idle_timeout_seconds", "http_max_connections", "http_max_unsent_bytes",
-                        "max_inflight_bytes", "allowed_model_roots", "allow_unload_all_models"})
+                        "max_inflight_bytes", "max_decoded_request_bytes", "allowed_model_roots",
+                        "allow_unload_all_models", "allowed_hosts"})
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
 assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)

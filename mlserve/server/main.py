@@ -127,9 +127,11 @@ class ModelServer:
         self.dataplane = DataPlane(self.manager, self.batcher,
                                    per_model_batching=options.enable_per_model_batching_params,
                                    budget=InflightBudget(options.max_inflight_bytes))
+        self.dataplane.max_decoded_bytes = options.max_decoded_request_bytes
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
+        self.manager.allowed_roots = self.dataplane.reload_policy.allowed_roots
         # TF Serving's API and the Open Inference Protocol (v2) on each port, over one data plane
         calls = v2_grpc.V2Calls(self.dataplane, self.request_log,
                                 tensor_content=options.enable_serialization_as_tensor_content)

@@ -26,7 +26,7 @@ def server(start_server: Callable[..., ServerProcess], half_plus_two_base: Path,
 def _raw(server: ServerProcess, method: str, target: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """One request with the target sent exactly as given (HTTP clients would normalise it)."""
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
-        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                      + body)
         data = b""
         while b"\r\n\r\n" not in data:

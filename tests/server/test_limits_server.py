@@ -48,10 +48,19 @@ def test_hostile_rest_requests_are_400_not_500(server: ServerProcess) -> None:
     assert answer.json()["error"].startswith("Failed to process element: 4194304 of 'instances' list.")
 
 
+def test_rest_refuses_foreign_host_names_when_bound_to_loopback(server: ServerProcess) -> None:
+    # the default bind is 127.0.0.1: a Host that is not a local name is a DNS-rebinding page
+    url = _url(server, f"/v1/models/{MODEL_NAME}")
+    assert requests.get(url, timeout=30).status_code == 200  # requests sends Host: 127.0.0.1:<port>
+    assert requests.get(url, headers={"Host": f"localhost:{server.rest_port}"}, timeout=30).status_code == 200
+    answer = requests.get(url, headers={"Host": "attacker.example"}, timeout=30)
+    assert answer.status_code == 421 and "--allowed_hosts" in answer.json()["error"]
+
+
 def test_head_has_no_body(server: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as s:
-        s.sendall(b"HEAD /v1/models/" + MODEL_NAME.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"HEAD /v1/models/" + MODEL_NAME.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := s.recv(65536):
             data += chunk
@@ -92,3 +101,61 @@ def test_reload_rpc_refuses_relative_foreign_and_empty_configs(server: ServerPro
     # the model is still served
     status = requests.get(_url(server, f"/v1/models/{MODEL_NAME}")).json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def _status(server: ServerProcess, name: str = MODEL_NAME) -> list[dict]:
+    return requests.get(_url(server, f"/v1/models/{name}"), timeout=30).json().get("model_version_status", [])
+
+
+def test_reload_rpc_cannot_empty_the_server_and_loads_the_checked_path(
+        server: ServerProcess, tmp_path: Path, digits_base: Path, write_version: Callable[..., Path]) -> None:
+    """Issue #21: a one-entry list naming only a model that cannot load is refused (the model
+    served now stays AVAILABLE); a base path is kept as it resolved when checked, so a symlink
+    swapped afterwards to a folder outside the roots is never loaded; a version folder that
+    resolves outside the roots is not loaded either."""
+    import time
+
+    roots = digits_base.parent
+    outside = tmp_path / "outside"
+    write_version(outside, 7)  # a loadable model the roots do not cover
+
+    def request(*models: tuple[str, str]) -> model_management_pb2.ReloadConfigRequest:
+        req = model_management_pb2.ReloadConfigRequest()
+        req.config.model_config_list.SetInParent()
+        for name, path in models:
+            req.config.model_config_list.config.add(name=name, base_path=path, model_platform="tensorflow")
+        return req
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.HandleReloadConfigRequest(request(("x", "/nonexistent")), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "names none of the models available now (digits_model)" in info.value.details()
+        assert _status(server)[0]["state"] == "AVAILABLE"
+        # a second model through a symlink inside the roots: loaded from where it resolved
+        real = roots / "second-real"
+        write_version(real, 1)
+        link = roots / "second"
+        link.symlink_to(real)
+        answer = stub.HandleReloadConfigRequest(request((MODEL_NAME, str(digits_base)), ("second", str(link))),
+                                                timeout=60)
+        assert answer.status.error_code == 0
+        assert _status(server, "second")[0]["state"] == "AVAILABLE"
+        # swap the link to the folder outside; version 7 there must never load
+        link.unlink()
+        link.symlink_to(outside)
+        # and a version folder inside the roots that resolves outside them
+        (digits_base / "9").symlink_to(outside / "7")
+        time.sleep(3)  # a few filesystem polls (1 s apart)
+        assert [s["version"] for s in _status(server, "second")] == ["1"]
+        assert [s["version"] for s in _status(server)] == ["1"]
+        assert _status(server)[0]["state"] == "AVAILABLE"
+        # the link, checked again, now resolves outside the roots: refused
+        with pytest.raises(grpc.RpcError) as info:
+            stub.HandleReloadConfigRequest(request(("second", str(link))), timeout=60)
+        assert "outside the allowed model roots" in info.value.details()
+        # keeping one model available is allowed: the other goes
+        stub.HandleReloadConfigRequest(request(("second", str(real))), timeout=60)
+        assert _status(server, "second")[0]["state"] == "AVAILABLE"
+        assert _status(server)[0]["state"] == "END"

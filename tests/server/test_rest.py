@@ -114,18 +114,18 @@ def test_errors_keep_tf_serving_codes_and_bodies(server: ServerProcess) -> None:
 
 def test_http_details_pipelining_chunked_continue_disconnect(server: ServerProcess) -> None:
     path = f"/v1/models/{MODEL_NAME}"
-    two = raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\nGET {path} HTTP/1.1\r\nHost: x\r\n"
+    two = raw(server, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\nGET {path} HTTP/1.1\r\nHost: localhost\r\n"
                       f"Connection: close\r\n\r\n".encode())
     assert two.count(b"HTTP/1.1 200 OK") == 2 and two.count(b"AVAILABLE") == 2
 
     body = json.dumps({"instances": digits_batch(1).tolist()}).encode()
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000]) for i in range(0, len(body), 1000))
-    answer = raw(server, f"POST {path}:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    answer = raw(server, f"POST {path}:predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
                          f"Connection: close\r\n\r\n".encode() + chunked + b"0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200") and b"predictions" in answer
 
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as s:
-        s.sendall(f"POST {path}:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        s.sendall(f"POST {path}:predict HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
         assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
         s.sendall(body)
@@ -134,7 +134,7 @@ def test_http_details_pipelining_chunked_continue_disconnect(server: ServerProce
     assert raw(server, b"GARBAGE / HTTP/9\r\n\r\n").startswith(b"HTTP/1.1 400")
     for _ in range(5):  # clients vanishing mid-body
         with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as s:
-            s.sendall(f"POST {path}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{{\"inst".encode())
+            s.sendall(f"POST {path}:predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n{{\"inst".encode())
     assert requests.get(url(server, path)).status_code == 200
     assert server.proc.poll() is None
 

@@ -12,6 +12,7 @@ one version folder into a servable (load, warm-up, retries) is `mlserve.server.m
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from mlserve.server.models import config as config_mod
 from mlserve.server.models.config import ModelConfig
 from mlserve.server.errors import ServingError
 from mlserve.server.models.loader import LoadError, LoadOptions, load_with_retries, sid
+from mlserve.server.models.reloadpolicy import under_roots
 from mlserve.server.servables.savedmodel import Servable
 from mlserve.server.servables.tflite import TFLiteOptions, fingerprint
 
@@ -114,6 +116,10 @@ class ModelManager:
         self._threads: list[threading.Thread] = []
         self._listeners: list[Callable[[str, VersionStatus], None]] = []
         self._config_text: str | None = None
+        # --allowed_model_roots (resolved): a model whose base path lies under them loads only
+        # version folders that resolve under them too, from their resolved path
+        self.allowed_roots: tuple[str, ...] = ()
+        self._refused_paths: set[str] = set()
         self._set_config(config_mod.from_proto(config) if hasattr(config, "WhichOneof") else list(config))
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -154,6 +160,11 @@ class ModelManager:
     def model_names(self) -> list[str]:
         with self._state_lock:
             return [n for n, m in self._models.items() if m.configured]
+
+    def available_names(self) -> list[str]:
+        """The configured models with an AVAILABLE version now."""
+        serving = self._serving
+        return [n for n in self.model_names() if serving.get(n)]
 
     def model_config(self, model_name: str) -> ModelConfig | None:
         m = self._models.get(model_name)
@@ -334,6 +345,7 @@ class ModelManager:
                 model.warned_empty = True
             return  # keep serving whatever is loaded: a vanished folder must not take the model down
         model.warned_empty = False
+        on_disk = self._resolved(model, on_disk)
         aspired = cfg.version_policy.select(on_disk)
         for version in sorted(aspired, reverse=True):
             if self._stop.is_set():
@@ -351,6 +363,24 @@ class ModelManager:
         for v in list(model.versions.values()):
             if v.state == "AVAILABLE" and v.version not in aspired:
                 self._unload(model, v)
+
+    def _resolved(self, model: _Model, on_disk: dict[int, Path]) -> dict[int, Path]:
+        """Each version folder at its resolved path, the one checked and then loaded (a symlink
+        swapped after this scan changes nothing). Under allowed roots, a folder that resolves
+        outside them is left out (logged once per path)."""
+        roots = self.allowed_roots
+        confined = bool(roots) and under_roots(os.path.realpath(model.config.base_path), roots)
+        out: dict[int, Path] = {}
+        for version, path in on_disk.items():
+            real = os.path.realpath(path)
+            if confined and not under_roots(real, roots):
+                if real not in self._refused_paths:
+                    self._refused_paths.add(real)
+                    log.error("Not loading servable version %s: %s resolves to %s, outside the allowed "
+                              "model roots", sid(model.config.name, version), path, real)
+                continue
+            out[version] = Path(real)
+        return out
 
     def _set_state(self, model: _Model, v: _Version, state: str, code: str = "OK", message: str = "") -> None:
         with self._state_lock:

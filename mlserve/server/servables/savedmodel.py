@@ -14,7 +14,7 @@ entry into TensorFlow (see there), else through the public call.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -130,26 +130,30 @@ class Servable:
 
     # -- predict ------------------------------------------------------------------------------
 
-    def inputs_from_protos(self, sig: SignatureInfo, protos: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def inputs_from_protos(self, sig: SignatureInfo, protos: Mapping[str, Any],
+                           admit: Callable[[Mapping[str, Any]], None] | None = None) -> dict[str, np.ndarray]:
         """A Predict request's TensorProtos as arrays, in TF Serving's order (`PreProcessPrediction`):
         the count against the signature first (`VerifyRequestInputsSize`), then each signature
-        input, decoded only once its name is found (`saved_model::GetInputValues`), so a request
-        whose names do not fit costs nothing to decode."""
+        input by name (`saved_model::GetInputValues`: a missing one without a default is refused),
+        all before anything is decoded, so a request whose names do not fit costs nothing; then
+        `admit(protos)` (the decoded-size cap and charge) and the decoding."""
         _check_input_count(set(protos), set(sig.inputs))
         defaults = self._meta_graph.signature_def[sig.name].defaults
-        out: dict[str, np.ndarray] = {}
+        chosen: dict[str, Any] = {}
         for key, spec in sorted(sig.inputs.items()):
             proto = protos.get(key)
             if proto is None:
                 if key not in defaults:
                     raise _missing_input(spec, protos, defaults)
                 proto = defaults[key]
-            out[key] = tensors.to_ndarray(proto, key)
+            chosen[key] = proto
         used = [k for k in protos if k in sig.inputs]
         if len(used) != len(protos):  # a default stood in for a name the request spelt otherwise
             raise ServingError("INVALID_ARGUMENT", "Inputs contains invalid name. Used request inputs: "
                                f"{','.join(sorted(used))}, request input: {','.join(sorted(protos))}")
-        return out
+        if admit is not None:
+            admit(chosen)
+        return {key: tensors.to_ndarray(proto, key) for key, proto in chosen.items()}
 
     def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Check input names and dtypes against `sig` as TF Serving does; shapes are TensorFlow's."""
@@ -246,7 +250,7 @@ class Servable:
         """Answer a `PredictRequest` proto with a `PredictResponse` proto (warm-up replays these;
         the gRPC front-end goes through the data plane, which may batch)."""
         sig = self.signature(request.model_spec.signature_name)
-        inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
+        inputs = self.inputs_from_protos(sig, request.inputs)
         outputs = self.run(sig.name, inputs, list(request.output_filter) or None)
         return self.predict_response(sig.name, outputs, tensor_content=tensor_content)
 

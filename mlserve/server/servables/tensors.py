@@ -53,6 +53,28 @@ _INT64_MAX = 2**63 - 1
 MAX_FILLED_BYTES = 1 << 30
 
 
+# What one request's tensors may decode to, all together (--max_decoded_request_bytes): a few
+# bytes of proto can announce a filled tensor of any size, and a request may carry many.
+MAX_DECODED_REQUEST_BYTES = 256 * 1024 * 1024
+
+
+def decoded_nbytes(proto: Any) -> int:
+    """The bytes `to_ndarray(proto)` would allocate, read from the shape and dtype without
+    decoding anything (strings: 8 per element plus their bytes); 0 where it would refuse the
+    tensor (to_ndarray then says why)."""
+    n = _num_elements(tuple(d.size for d in proto.tensor_shape.dim))
+    if n <= 0:
+        return 0
+    dtype = NUMPY_OF_ENUM.get(proto.dtype)
+    if dtype is None or dtype.kind != "O":
+        return n * (dtype.itemsize if dtype is not None else 16)
+    values = proto.string_val
+    have = len(values)
+    if have >= n:
+        return 8 * n + sum(len(v) for v in values[:n])
+    return 8 * n + sum(len(v) for v in values)
+
+
 def _num_elements(shape: tuple[int, ...]) -> int:
     """The element count, or -1 where TensorShape would refuse the shape (a negative dimension,
     more than 254 of them, or a count past int64 at any step: TensorShapeBase::IsValid)."""

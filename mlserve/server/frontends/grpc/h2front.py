@@ -28,7 +28,7 @@ from mlserve.server.dataplane import DataPlane
 from mlserve.server.errors import ServingError
 from mlserve.server.flags import ServerOptions, schedulable_cpus
 from mlserve.server.frontends.grpc.health import CHECK, WATCH, Health
-from mlserve.server.frontends.grpc.methods import LOOP, METHODS, SPLIT, GrpcCalls, Method, status_of
+from mlserve.server.frontends.grpc.methods import LOOP, METHODS, SPLIT, GrpcCalls, Method, hold_inflight, status_of
 from mlserve.server.transport.http2 import H2Config, H2Connection, H2Server, Stream
 from mlserve.server.transport.loopthread import LoopThread
 from mlserve.server.observability.requestlog import RequestLog
@@ -36,23 +36,47 @@ from mlserve.server.transport.workers import WorkerPool
 
 log = logging.getLogger("mlserve.server.grpc")
 INLINE_MAX_BYTES = 64 * 1024  # a lone client's Predict this small runs on the loop
+_HELD_LOCK = threading.Lock()  # Call.held: charged on a worker, released on the loop
 
 
 class Call:
     """One unary call: answered once (`deliver`, on the loop); a later answer is dropped."""
 
-    __slots__ = ("conn", "stream", "method", "encoding", "start", "done", "timer")
+    __slots__ = ("conn", "stream", "method", "encoding", "start", "done", "timer", "budget", "held")
 
-    def __init__(self, conn: H2Connection, stream: Stream, method: Method | None, encoding: bytes | None) -> None:
+    def __init__(self, conn: H2Connection, stream: Stream, method: Method | None, encoding: bytes | None,
+                 budget: Any = None) -> None:
         self.conn, self.stream, self.method, self.encoding = conn, stream, method, encoding
         self.start = time.perf_counter()
         self.done = False
         self.timer: Any = None
+        self.budget = budget
+        self.held = 0  # in-flight bytes beyond the body the transport charged: inflated, decoded
+
+    def hold(self, n: int) -> None:
+        """Charge `n` more bytes this call holds (RESOURCE_EXHAUSTED when they do not fit). A
+        worker may call this while the loop answers the call (a deadline): what a call that is
+        already answered would hold is given back at once."""
+        n = hold_inflight(self.budget, n)
+        with _HELD_LOCK:
+            if not self.done:
+                self.held += n
+                return
+        if n:
+            self.budget.release(n)
+        raise ServingError("CANCELLED", "The call was answered or cancelled")
+
+    def release(self) -> None:
+        with _HELD_LOCK:
+            held, self.held = self.held, 0
+        if held and self.budget is not None:
+            self.budget.release(held)
 
     def deliver(self, payload: bytes | None, code: str = "OK", message: str = "") -> None:
         if self.done:
             return
         self.done = True
+        self.release()
         if self.timer is not None:
             self.timer.cancel()
         if payload is not None:
@@ -62,6 +86,7 @@ class Call:
 
     def cancel(self) -> None:  # the client reset the stream or left
         self.done = True
+        self.release()
         if self.timer is not None:
             self.timer.cancel()
 
@@ -112,7 +137,7 @@ class GrpcFrontend:
         headers = stream.headers
         path = headers.get(b":path", b"").decode("latin-1")
         method = self.methods.get(path)
-        call = Call(conn, stream, method, headers.get(b"grpc-encoding"))
+        call = Call(conn, stream, method, headers.get(b"grpc-encoding"), self.dataplane.budget)
         stream.app, stream.on_cancel = call, call.cancel
         if method is None and not (self.health is not None and path in (CHECK, WATCH)):
             call.deliver(None, "UNIMPLEMENTED", "Method not found!")  # grpcio's wording
@@ -134,6 +159,8 @@ class GrpcFrontend:
         request = None
         try:
             payload = wire.unpack(stream.body, call.encoding, self.max_message)
+            if len(payload) > len(stream.body):  # inflated: charged at its decompressed size
+                call.hold(len(payload) - len(stream.body))
             request_type = method.request_type if method is not None else _health_request()
             try:
                 request = request_type.FromString(payload)
@@ -173,7 +200,7 @@ class GrpcFrontend:
         start = getattr(self.calls, method.call + "_start")
         finish = getattr(self.calls, method.call + "_finish")
         try:
-            servable, signature, inputs, output_filter = start(request)
+            servable, signature, inputs, output_filter = start(request, call.hold)
         except Exception as e:  # noqa: BLE001
             self._post(self._finish, call, request, *status_of(e, method.name))
             return

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, model_management_pb2, predict_pb2, regression_pb2)
 
 from mlserve.server.observability import metrics
+from mlserve.server.servables import tensors
 from mlserve.server.dataplane import DataPlane, ModelRef
 from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.observability.requestlog import RequestLog
@@ -121,11 +122,27 @@ class GrpcCalls:
 
     # -- Predict, in two halves for front-ends that answer later (batching) ------------------
 
-    def predict_start(self, request: Any) -> tuple[Any, str, dict, list[str] | None]:
-        """Look up and decode: (servable, signature name, inputs, output filter)."""
+    def predict_start(self, request: Any, hold: Callable[[int], None] | None = None
+                      ) -> tuple[Any, str, dict, list[str] | None]:
+        """Look up and decode: (servable, signature name, inputs, output filter). Input names and
+        count are checked before any tensor is decoded (as TF Serving's predict_util.cc), then
+        what the tensors decode to, all together: past `--max_decoded_request_bytes`
+        RESOURCE_EXHAUSTED, else `hold(bytes)` charges it (to the in-flight budget) before the
+        arrays exist."""
         servable = self.dataplane.servable(ref_of(spec_of(request)))
         sig = servable.signature(request.model_spec.signature_name)
-        inputs = servable.inputs_from_protos(sig, request.inputs)
+        limit = self.dataplane.max_decoded_bytes
+
+        def admit(protos: Any) -> None:
+            decoded = sum(tensors.decoded_nbytes(v) for v in protos.values())
+            if decoded > limit:
+                raise ServingError("RESOURCE_EXHAUSTED",
+                                   f"Request tensors decode to {decoded} bytes, more than the limit of "
+                                   f"{limit} bytes per request (--max_decoded_request_bytes)")
+            if hold is not None:
+                hold(decoded)
+
+        inputs = servable.inputs_from_protos(sig, request.inputs, admit)
         output_filter = list(request.output_filter) or None
         if output_filter:
             servable.check_output_filter(sig, output_filter)
@@ -137,9 +154,18 @@ class GrpcCalls:
         return servable.predict_response(signature, outputs, tensor_content=self.tensor_content)
 
     def predict(self, request: Any, timeout: float | None) -> Any:
-        servable, signature, inputs, output_filter = self.predict_start(request)
-        outputs = self.dataplane.predict(servable, signature, inputs, output_filter=output_filter, timeout=timeout)
-        return self.predict_finish(servable, signature, outputs, None)
+        held = [0]
+
+        def hold(n: int) -> None:
+            held[0] = hold_inflight(self.dataplane.budget, n)
+
+        try:
+            servable, signature, inputs, output_filter = self.predict_start(request, hold)
+            outputs = self.dataplane.predict(servable, signature, inputs, output_filter=output_filter, timeout=timeout)
+            return self.predict_finish(servable, signature, outputs, None)
+        finally:
+            if held[0] and self.dataplane.budget is not None:
+                self.dataplane.budget.release(held[0])
 
     # -- the others ----------------------------------------------------------------------------
 
@@ -190,6 +216,18 @@ class GrpcCalls:
         resp = model_management_pb2.ReloadConfigResponse()
         resp.status.error_code = 0
         return resp
+
+
+def hold_inflight(budget: Any, n: int) -> int:
+    """Charge `n` decoded bytes to the in-flight budget (None: no budget); returns what is held,
+    or raises RESOURCE_EXHAUSTED (holding nothing) when they do not fit."""
+    if budget is None or n <= 0:
+        return 0
+    if not budget.charge(n):
+        budget.release(n)
+        raise ServingError("RESOURCE_EXHAUSTED", f"Server is over its limit of {budget.limit} bytes of "
+                                                 "requests in flight; retry later")
+    return n
 
 
 def status_of(error: BaseException, method: str = "") -> tuple[str, str]:

@@ -38,6 +38,7 @@ from mlserve.server.errors import ServingError, http_status
 from mlserve.server.servables.signature import DEFAULT_SIGNATURE
 from mlserve.server.flags import ServerOptions, schedulable_cpus
 from mlserve.server.transport.http1 import Connection, HttpConfig, HttpServer, Request
+from mlserve.server.transport.http1.config import LOCAL_HOSTS, host_name, is_loopback
 from mlserve.server.transport.loopthread import LoopThread
 from mlserve.server.observability.requestlog import RequestLog
 from mlserve.server.frontends.rest.paths import LIBEVENT_METHODS, PREDICT_RE, STATUS_RE, V1_RE, VERBS, parse_target, version
@@ -63,7 +64,18 @@ def http_config(options: ServerOptions) -> HttpConfig:
                       max_unsent_bytes=options.http_max_unsent_bytes,
                       max_inflight_bytes=options.max_inflight_bytes,
                       body_cost_factor=codecs.BODY_COST_FACTOR,
-                      cors=options.rest_api_enable_cors_support)
+                      cors=options.rest_api_enable_cors_support,
+                      allowed_hosts=allowed_hosts(options.host, options.allowed_hosts))
+
+
+def allowed_hosts(bind: str, extra: str) -> frozenset[str] | None:
+    """The Host names REST answers: bound to loopback, the local names and `--allowed_hosts`
+    (a browser page that reached 127.0.0.1 by DNS rebinding names its own site); bound to
+    any other address, or with `--allowed_hosts='*'`, every name (TF Serving's behaviour)."""
+    names = [n.strip().lower() for n in extra.split(",") if n.strip()]
+    if "*" in names or not is_loopback(bind):
+        return None
+    return LOCAL_HOSTS | frozenset(host_name(n.encode()) for n in names)
 
 
 class PathApp(Protocol):

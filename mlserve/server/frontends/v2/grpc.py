@@ -78,7 +78,9 @@ class V2Calls(GrpcCalls):
 
     # -- ModelInfer, in two halves as Predict --------------------------------------------------
 
-    def v2_model_infer_start(self, request: Any) -> tuple[Any, str, dict, tuple]:
+    def v2_model_infer_start(self, request: Any, hold: Any = None) -> tuple[Any, str, dict, tuple]:
+        """Look up and decode (raw contents as views of the message; typed contents decoded and,
+        with `hold`, charged to the in-flight budget as Predict's tensors are)."""
         servable = self.dataplane.servable(_ref(request.model_name, request.model_version))
         sig = rest.signature_of(servable)
         raw = list(request.raw_input_contents)
@@ -94,6 +96,8 @@ class V2Calls(GrpcCalls):
                 inputs[name] = tensors.from_raw(raw[i], entry.datatype, shape, name)
             else:
                 inputs[name] = _contents(entry, name)
+        if hold is not None and not raw:
+            hold(sum(a.nbytes for a in inputs.values()))
         names = [o.name for o in request.outputs] or sorted(sig.outputs)
         unknown = [n for n in names if n not in sig.outputs]
         if unknown:

@@ -23,3 +23,31 @@ class HttpConfig:
     max_connections: int = 4096  # open connections; past it a new one is closed at accept
     backlog: int = 1024  # the listening socket's accept queue
     cors: bool = False  # add Access-Control-Allow-* to responses that ask for it
+    # Host names (lowercase, no port; IPv6 in brackets) a request may name; None: any. A request
+    # naming another is answered 421 and closed (DNS rebinding; `host_allowed`).
+    allowed_hosts: frozenset[str] | None = None
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` serves only this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(value: bytes) -> str:
+    """A Host header's name without its port, lowercase ("[::1]:8501" -> "[::1]")."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        return text[:end + 1] if end > 0 else text
+    name, sep, port = text.rpartition(":")
+    return name if sep and port.isdigit() else text

@@ -1,16 +1,20 @@
 """One HTTP/1.1 client connection on httptools, and the cache of response heads.
 
 Keep-alive and pipelining (answers strictly in order), Content-Length and chunked bodies,
-`Expect: 100-continue`. A body of known length is read into one buffer of that size (no list of
-chunks joined at the end: peak memory is the body once, not twice). Limits (`HttpConfig`): 413
+`Expect: 100-continue`. A body is read into one buffer grown in place as it arrives (no list of
+chunks joined at the end: peak memory is the body once, not twice; never a buffer of the
+announced length before the bytes come). Limits (`HttpConfig`): 413
 past `max_request_bytes`, 414 past `max_request_line_bytes`, 431 past `max_header_bytes`, 408
 past `header_timeout` (the server's sweep), 400 on unparsable HTTP (HTTP/0.9 included); each
 closes the connection. Flow control: the connection stops reading while more than
 `max_pipeline` requests wait, or while its unsent answers exceed `max_unsent_bytes` (the
-transport's write high-water mark), and resumes once drained. In-flight budget: a request's
-cost (`body_cost_factor` x its Content-Length) is reserved when its headers arrive, before its
-body is read; past `max_inflight_bytes` it is answered 429 at once and its body dropped unread
-(`_reject_busy`). HEAD answers carry the head only. Nothing here knows what a request means:
+transport's write high-water mark), and resumes once drained. In-flight budget: a request is
+charged for the body bytes that have arrived, as they arrive (an announced Content-Length alone
+takes nothing, so clients that announce large bodies and send nothing cannot refuse others), and
+for the rest of its cost (`body_cost_factor` - 1 times its body: the decode) once complete;
+past `max_inflight_bytes` it is answered 429 at once and the rest of its body dropped unread
+(`_reject_busy`). With `allowed_hosts`, a Host naming another server is 421 and closed.
+HEAD answers carry the head only. Nothing here knows what a request means:
 complete requests go to the server's app.
 """
 from __future__ import annotations
@@ -24,19 +28,20 @@ from typing import Any, Protocol
 import httptools
 
 from mlserve.server.transport.budget import InflightBudget
+from mlserve.server.transport.http1.config import host_name
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 414: "URI Too Long",
-            429: "Too Many Requests", 431: "Request Header Fields Too Large", 499: "Client Closed Request",
-            500: "Internal Server Error", 501: "Not Implemented",
+            421: "Misdirected Request", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+            499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented",
             503: "Service Unavailable", 504: "Gateway Timeout"}
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()}
 _CORS = (b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: POST, GET\r\n"
          b"Access-Control-Allow-Headers: Content-Type\r\n")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# what the applications read; the rest are parsed and dropped. Inference-Header-Content-Length:
-# where a v2 binary body's JSON header ends (the Open Inference Protocol's binary extension).
-_WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin", b"inference-header-content-length"))
+# what the applications read; the rest are parsed and dropped. Host: the loopback Host check;
+# Inference-Header-Content-Length: where a v2 binary body's JSON header ends.
+_WANTED_HEADERS = frozenset((b"content-length", b"expect", b"origin", b"host", b"inference-header-content-length"))
 _ERROR_TYPE = b"application/json"
 _SEPARATE_BODY = 65536  # larger bodies are written apart from the head, not copied onto it
 _DISCARD_SECONDS = 5.0  # a body refused 429 is read and dropped this long at most, then closed
@@ -102,6 +107,9 @@ class Owner(Protocol):
     max_connections: int
     refused: int
     stopping: bool
+    unused: dict  # connections that never started a request: the first to go at the cap
+
+    def evict_idle(self) -> bool: ...
 
 
 class Connection(asyncio.Protocol):
@@ -130,12 +138,20 @@ class Connection(asyncio.Protocol):
         self.lost = False
         self.eof = False
         self.started = 0.0
+        self.requests = 0  # requests begun on this connection
+        self.host_ok: bytes | None = None  # the last Host header found allowed
+        self.opened = self.last_active
         self._reset()
+
+    @property
+    def idle(self) -> bool:
+        """No request in flight: none arriving, queued, being answered or being discarded."""
+        return not (self.busy or self.pending or self.in_message or self.discard >= 0 or self.closed)
 
     def _reset(self) -> None:
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
-        self.body: bytes | bytearray = b""  # a bytearray of the whole length once a 2nd chunk comes
+        self.body: bytes | bytearray = b""  # a bytearray grown in place once a 2nd chunk comes
         self.size = 0
         self.expected = -1  # the body's Content-Length; -1: chunked or none
         self.cost = 0  # in-flight bytes reserved for the current request
@@ -146,17 +162,19 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if len(self.server.connections) >= self.server.max_connections:
-            # Refused at accept: closing now frees the descriptor before the process runs out,
-            # and the connections already open keep being served.
+        if len(self.server.connections) >= self.server.max_connections and not self.server.evict_idle():
+            # Every connection has a request in flight: refused at accept. Closing now frees the
+            # descriptor before the process runs out, and the connections open keep being served.
             self.closed = True
             self.server.refused += 1
             transport.abort()  # type: ignore[attr-defined]
             return
         self.server.connections.add(self)
+        self.server.unused[self] = None  # oldest first: evicted first at the connection cap
         transport.set_write_buffer_limits(high=self.config.max_unsent_bytes)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.unused.pop(self, None)
         self._release(self.held)
         self.lost = True
         self.closed = True
@@ -222,6 +240,9 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if not self.requests:
+            self.server.unused.pop(self, None)
+        self.requests += 1
         self.in_message = True
         self.in_head = True
         self.head_chunk = self.chunks
@@ -247,21 +268,22 @@ class Connection(asyncio.Protocol):
         self.head_started = time.monotonic()  # from here `stall_timeout` bounds the body
         if self.rejected or self.closed:
             return
+        allowed = self.config.allowed_hosts
+        if allowed is not None:
+            host = self.headers.get(b"host")
+            if host is not None and host != self.host_ok and host_name(host) not in allowed:
+                # a page reached through DNS rebinding names its own site here
+                self._fail(421, f"Host {host.decode('latin-1')[:100]!r} is not served here: the server is "
+                                f"bound to a loopback address and answers only {', '.join(sorted(allowed))} "
+                                f"(allow more names with --allowed_hosts)")
+                return
+            self.host_ok = host  # the next request on this connection names the same host, as a rule
         length = self.headers.get(b"content-length")
         if length is not None and length.isdigit():
             expected = self.expected = int(length)
             if expected > self.config.max_request_bytes:
                 self._reject_too_large()
                 return
-            if expected:
-                # Reserve what the request will cost while in flight, before reading its body:
-                # one multiply and add per request, and a body that does not fit is never buffered.
-                cost = expected * self.config.body_cost_factor
-                if not self.server.budget.reserve(cost):
-                    self._reject_busy(expected)
-                    return
-                self.cost = cost
-                self.held += cost
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(_CONTINUE)
 
@@ -272,23 +294,21 @@ class Connection(asyncio.Protocol):
             return
         start = self.size
         size = self.size = start + len(body)
-        if self.expected >= 0:  # reserved at the headers; httptools stops at the length
-            if not start and size == self.expected:
-                self.body = body  # the usual small request: its one chunk, no copy
-            else:
-                if not start:
-                    self.body = bytearray(self.expected)  # filled in place: the body once, no join
-                self.body[start:size] = body  # type: ignore[index]
-            return
-        # chunked: charged as it arrives
-        if size > self.config.max_request_bytes:
+        # Charged as it arrives, whether its length was announced or not: the bytes held now,
+        # not the bytes promised (the decode is charged once the body is complete).
+        if self.expected < 0 and size > self.config.max_request_bytes:  # chunked; httptools stops a known length
             self._reject_too_large()
             return
-        cost = len(body) * self.config.body_cost_factor
+        cost = len(body)
+        if size == self.expected and self.config.body_cost_factor > 1:
+            cost += size * (self.config.body_cost_factor - 1)  # complete: the decode's share too, one charge
         self.cost += cost
         self.held += cost
         if not self.server.budget.charge(cost):
-            self._reject_busy(-1)
+            self._reject_busy(self.expected)
+            return
+        if self.expected >= 0 and not start and size == self.expected:
+            self.body = body  # the usual small request: its one chunk, no copy
             return
         if not start:
             self.body = body
@@ -301,6 +321,14 @@ class Connection(asyncio.Protocol):
         self.in_message = False
         if self.rejected or self.closed:
             return
+        if self.size and self.expected < 0 and self.config.body_cost_factor > 1:
+            # chunked: the decode's share of the cost, now that the body is all here
+            cost = self.size * (self.config.body_cost_factor - 1)
+            self.cost += cost
+            self.held += cost
+            if not self.server.budget.charge(cost):
+                self._reject_busy(self.expected)
+                return
         req = Request(self.parser.get_method().decode("latin-1"), self.url, self.headers, self.body,
                       self.parser.should_keep_alive(), self.started, self.cost)
         self.body = b""

@@ -37,6 +37,9 @@ class HttpServer:
         # what requests hold from their headers to their answer: shared with other front-ends
         self.budget = budget or InflightBudget(config.max_inflight_bytes)
         self.refused = 0  # connections closed at accept, past `max_connections`
+        self.evicted = 0  # idle connections closed to make room for new ones at `max_connections`
+        # connections that have not begun a request yet, oldest first (a dict keeps the order)
+        self.unused: dict[Connection, None] = {}
         self.max_connections = config.max_connections  # lowered at start if descriptors are short
         self.port = 0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -68,6 +71,25 @@ class HttpServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
+
+    def evict_idle(self) -> bool:
+        """At the connection cap, make room for a new connection: close the oldest connection
+        that never began a request, else the one idle longest with no request in flight (an
+        idle flood cannot lock new clients out). False when every connection has a request in
+        flight (the new one is then refused)."""
+        victim = next(iter(self.unused), None)
+        if victim is None:
+            idle = [c for c in self.connections if c.idle]
+            if not idle:
+                return False
+            victim = min(idle, key=lambda c: c.last_active)
+        self.unused.pop(victim, None)
+        self.connections.discard(victim)
+        victim.closed = True
+        if victim.transport is not None:
+            victim.transport.abort()
+        self.evicted += 1
+        return True
 
     def _sweep(self) -> None:
         """Once a second: refresh the Date header; answer 408 to a request whose head is late,
