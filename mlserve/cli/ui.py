@@ -38,13 +38,19 @@ def ui(
 
     import uvicorn
 
-    from mlserve.errors import ConflictError
+    from mlserve.errors import ConflictError, MlserveError
     from mlserve.ui.app import UiConfig, create_app
     from mlserve.ui.backend import Backend
 
     backend = Backend(url=settings.get("url", url), model=settings.get("model_name", model),
                       grpc_server=grpc_server, timeout=settings.get("timeout", timeout) or 10.0,
                       config_file=config.expanduser().resolve() if config else _recorded_config())
+    try:  # say at once when nothing answers; the page says it too, and recovers when a server starts
+        backend.versions()
+    except MlserveError as e:
+        output.say(f"Warning: {e.message}")
+        output.say("Hint: start one with `mlserve serve --detach --monitoring`, or point --url at a running "
+                   "server; the page picks it up when it answers")
     allowed = ("127.0.0.1", "localhost", "[::1]", "::1") if host in LOOPBACK else ("*",)
     app = create_app(UiConfig(backend, max_upload=max_upload, allowed_hosts=allowed))
 

@@ -341,3 +341,20 @@ def test_app_guards(page_url: str) -> None:
     assert refused.value.code == 400
     with urllib.request.urlopen(page_url, timeout=10) as response:
         assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    """A port in use: `Error:` with a hint and the conflict exit code, no traceback, no page."""
+    import socket
+
+    from mlserve.errors import ExitCode
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "mlserve", "ui", "--port", str(port), "--no-browser",
+                               "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == ExitCode.CONFLICT, done.stderr
+    assert f"Error: cannot listen on 127.0.0.1:{port}" in done.stderr and "Hint: pick another with --port" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""

@@ -64,7 +64,14 @@ $("clear").addEventListener("click", () => {
 });
 $("upload").addEventListener("change", (event) => {
   const file = event.target.files[0];
-  if (file) send(file);
+  if (!file) return;
+  send(file);
+  createImageBitmap(file).then((bitmap) => {  // show the upload on the pad, fitted
+    clearPad();
+    const scale = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+    const w = bitmap.width * scale, h = bitmap.height * scale;
+    ctx.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+  }).catch(() => clearPad());
   event.target.value = "";
 });
 $("pick1").addEventListener("change", resend);
@@ -208,7 +215,7 @@ function fmt(value, unit) { return value == null ? "–" : value + (unit || "");
 
 function showLive(live) {
   if (!live.server.ok) {
-    banner("The model server at " + live.server.url + " does not answer: " + live.server.message +
+    banner("The model server does not answer: " + live.server.message + "." +
            (live.server.hint ? " Hint: " + live.server.hint : ""));
   } else {
     banner("");
@@ -232,6 +239,7 @@ function showLive(live) {
     element("td", { textContent: v.state + (v.error ? " (" + v.error + ")" : "") }),
     element("td", { textContent: v.labels.join(", ") || "–" }),
   ]));
+  if (!live.server.ok) rows.push(element("tr", {}, [element("td", { colSpan: 3, textContent: "unknown: the server does not answer" })]));
   $("versions").replaceChildren(...rows);
   if (live.versions.length) fillPicks(live.versions);
   const moves = live.history.map((h) => element("li", {
