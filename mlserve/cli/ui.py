@@ -89,10 +89,8 @@ def _recorded_config() -> Path | None:
 
     try:
         return target.resolve(grpc_server="127.0.0.1:0").config_file
-    except MlserveError:
-        return None
-    except Exception:  # a damaged record must not stop the page; labels then come from the server
-        return None
+    except (MlserveError, OSError, ValueError, KeyError):  # none, or a damaged record: labels then
+        return None                                          # come from the server alone
 
 
 def register(app: typer.Typer) -> None:

@@ -289,6 +289,38 @@ def test_narrow_screen_and_keyboard(browser, screens) -> None:
         browser.set_window_size(1280, 1000)
 
 
+def test_predict_over_grpc_answers_as_rest(ui_server, page_url, tmp_path: Path) -> None:
+    """`mlserve ui --grpc-server`: the same image answered over gRPC as the REST page answers it."""
+    from PIL import Image
+
+    image = Image.new("L", (280, 280), 255)
+    image.paste(0, (100, 40, 130, 240))  # a black bar: a 1
+    path = tmp_path / "one.png"
+    image.save(path)
+    log = tmp_path / "ui-grpc.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlserve", "ui", "--url", ui_server.url, "--grpc-server", ui_server.grpc,
+             "--model", MODEL_NAME, "--port", "0", "--no-browser"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not log.read_text().startswith("http") and "\nhttp" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        grpc_page = next(line for line in log.read_text().splitlines() if line.startswith("http"))
+        headers = {"x-mlserve-ui": "1", "content-type": "image/png"}
+        status, over_grpc = _post(grpc_page + "api/predict?pick=v1", path.read_bytes(), headers)
+        assert status == 200, over_grpc
+        status, over_rest = _post(page_url + "api/predict?pick=v1", path.read_bytes(), headers)
+        assert status == 200, over_rest
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert over_grpc["answers"][0]["version"] == 1 and not over_grpc["answers"][0]["error"]
+    np.testing.assert_allclose(over_grpc["answers"][0]["probabilities"], over_rest["answers"][0]["probabilities"],
+                               atol=1e-5)
+
+
 def test_stopped_server_says_so(browser, ui_server, screens) -> None:
     ui_server.stop()
     text = wait_for(browser, "!document.getElementById('banner').hidden && "
