@@ -63,6 +63,7 @@ def ui(
         sock.close()
         raise ConflictError(f"cannot listen on {host}:{port}: {e.strerror or e}",
                             hint="pick another with --port N (or --port 0 for any free port)") from e
+    sock.listen(128)  # connections made before uvicorn starts wait in the backlog, none is refused
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     page = f"http://{shown}:{bound}/"

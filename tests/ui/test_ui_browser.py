@@ -63,40 +63,41 @@ def ui_server(digits_model_base: Path, tmp_path_factory: pytest.TempPathFactory)
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def page_url(ui_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`mlserve ui --port 0 --no-browser` as a user runs it; its stdout's first line is the page."""
-    log = tmp_path_factory.mktemp("ui-app") / "ui.log"
+def start_ui(args: list[str], log: Path) -> tuple[subprocess.Popen, str]:
+    """`mlserve ui ARGS --port 0 --no-browser` as a user runs it; its stdout's first line is the page."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlserve", "ui", "--url", ui_server.url, "--model", MODEL_NAME,
-             "--port", "0", "--no-browser", "--config", str(ui_server.base)],
-            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.Popen([sys.executable, "-m", "mlserve", "ui", *args, "--port", "0", "--no-browser"],
+                                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         deadline = time.monotonic() + 60
         url = None
         while url is None:
             assert proc.poll() is None, f"mlserve ui exited {proc.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"mlserve ui did not start:\n{log.read_text()}"
-            for line in log.read_text().splitlines():
-                if line.startswith("http://127.0.0.1:"):
-                    url = line.strip()
+            url = next((line.strip() for line in log.read_text().splitlines() if line.startswith("http://")), None)
             time.sleep(0.1)
-        while True:  # listening: the socket is bound before the URL is printed; wait for answers
-            try:
-                urllib.request.urlopen(url + "api/info", timeout=5).read()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, f"mlserve ui does not answer:\n{log.read_text()}"
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        urllib.request.urlopen(url + "api/info", timeout=30).read()  # listening before the URL is printed
+    except BaseException:
+        stop_ui(proc)
+        raise
+    return proc, url
+
+
+def stop_ui(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def page_url(ui_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_ui(["--url", ui_server.url, "--model", MODEL_NAME, "--config", str(ui_server.base)],
+                         tmp_path_factory.mktemp("ui-app") / "ui.log")
+    yield url
+    stop_ui(proc)
 
 
 @pytest.fixture(scope="module")
@@ -297,25 +298,16 @@ def test_predict_over_grpc_answers_as_rest(ui_server, page_url, tmp_path: Path) 
     image.paste(0, (100, 40, 130, 240))  # a black bar: a 1
     path = tmp_path / "one.png"
     image.save(path)
-    log = tmp_path / "ui-grpc.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlserve", "ui", "--url", ui_server.url, "--grpc-server", ui_server.grpc,
-             "--model", MODEL_NAME, "--port", "0", "--no-browser"], stdout=out, stderr=subprocess.STDOUT)
+    proc, grpc_page = start_ui(["--url", ui_server.url, "--grpc-server", ui_server.grpc, "--model", MODEL_NAME],
+                               tmp_path / "ui-grpc.log")
     try:
-        deadline = time.monotonic() + 60
-        while not log.read_text().startswith("http") and "\nhttp" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        grpc_page = next(line for line in log.read_text().splitlines() if line.startswith("http"))
         headers = {"x-mlserve-ui": "1", "content-type": "image/png"}
         status, over_grpc = _post(grpc_page + "api/predict?pick=v1", path.read_bytes(), headers)
         assert status == 200, over_grpc
         status, over_rest = _post(page_url + "api/predict?pick=v1", path.read_bytes(), headers)
         assert status == 200, over_rest
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop_ui(proc)
     assert over_grpc["answers"][0]["version"] == 1 and not over_grpc["answers"][0]["error"]
     np.testing.assert_allclose(over_grpc["answers"][0]["probabilities"], over_rest["answers"][0]["probabilities"],
                                atol=1e-5)
