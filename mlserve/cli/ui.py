@@ -24,6 +24,9 @@ def ui(
         None, "--config", metavar="PATH",
         help="The server's model config file: its labels and `mlserve history` (default: the running "
              "`mlserve serve` server's)."),
+    metrics_path: str = typer.Option(
+        "/monitoring/prometheus/metrics", "--metrics-path", metavar="PATH",
+        help="The server's Prometheus page (the path of its monitoring config)."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser tab."),
     max_upload: int = typer.Option(4 << 20, "--max-upload", metavar="BYTES", min=1024,
                                    help="Largest image the page may send."),
@@ -38,7 +41,7 @@ def ui(
 
     import uvicorn
 
-    from mlserve.errors import ConflictError, MlserveError
+    from mlserve.errors import ConflictError, MlserveError, UsageError
     from mlserve.ui.app import UiConfig, create_app
     from mlserve.ui.backend import Backend
 
@@ -52,7 +55,10 @@ def ui(
         output.say("Hint: start one with `mlserve serve --detach --monitoring`, or point --url at a running "
                    "server; the page picks it up when it answers")
     allowed = ("127.0.0.1", "localhost", "[::1]", "::1") if host in LOOPBACK else ("*",)
-    app = create_app(UiConfig(backend, max_upload=max_upload, allowed_hosts=allowed))
+    if not metrics_path.startswith("/"):
+        raise UsageError(f"--metrics-path must be a path on the server, starting with /: {metrics_path!r}",
+                         hint="e.g. --metrics-path /monitoring/prometheus/metrics")
+    app = create_app(UiConfig(backend, metrics_path=metrics_path, max_upload=max_upload, allowed_hosts=allowed))
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

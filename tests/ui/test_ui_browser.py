@@ -313,6 +313,21 @@ def test_predict_over_grpc_answers_as_rest(ui_server, page_url, tmp_path: Path) 
                                atol=1e-5)
 
 
+def test_no_metrics_page_is_said_plainly(ui_server, tmp_path: Path) -> None:
+    """A server without a Prometheus page at the path given (as a plain tensorflow_model_server):
+    the panel says so, and versions still show."""
+    proc, url = start_ui(["--url", ui_server.url, "--model", MODEL_NAME, "--metrics-path", "/monitoring/none"],
+                         tmp_path / "ui-nometrics.log")
+    try:
+        live = json.loads(urllib.request.urlopen(url + "api/live", timeout=30).read())
+    finally:
+        stop_ui(proc)
+    assert live["server"]["ok"] and [v["version"] for v in live["versions"]] == [2, 1]
+    assert live["metrics"]["available"] is False
+    assert "has no metrics page at /monitoring/none" in live["metrics"]["message"]
+    assert "mlserve serve --monitoring" in live["metrics"]["message"]
+
+
 def test_stopped_server_says_so(browser, ui_server, screens) -> None:
     ui_server.stop()
     text = wait_for(browser, "!document.getElementById('banner').hidden && "
