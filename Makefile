@@ -5,27 +5,36 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+STAMP   := $(VENV)/.installed-test
 
 .PHONY: demo test ui install clean
 
-$(STAMP): pyproject.toml
+# The runtime set alone (what `pip install mlserve` gives a user): enough for `make demo`.
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUNTIME)
+
+# Plus the test tools (the `test` extra) and the benchmark baselines (`bench`).
+$(STAMP): $(RUNTIME)
+	$(BIN)/python -m pip install -q -e ".[bench,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	MLSERVE_HOME=$${MLSERVE_HOME:-$(CURDIR)/out/demo} MLSERVE=$(CURDIR)/$(BIN)/mlserve \
 		bash examples/demo.sh
 
-ui: $(STAMP)
+ui: $(RUNTIME)
 	MLSERVE_HOME=$${MLSERVE_HOME:-$(CURDIR)/out/demo} MLSERVE=$(CURDIR)/$(BIN)/mlserve \
 		bash examples/ui.sh
 
 test: $(STAMP)
+	$(BIN)/ruff check mlserve tests benchmarks examples
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -21,7 +21,7 @@ def sample_images(n: int) -> Any:
     """n real digits from mlserve's shipped sample, float32 [n, 28, 28, 1] scaled to [0, 1]."""
     import numpy as np
 
-    with np.load(ROOT / "mlserve" / "sample" / "mnist_sample.npz") as data:
+    with np.load(ROOT / "mlserve" / "model" / "sample" / "mnist_sample.npz") as data:
         x = data["x"][:n]
     return (x.astype(np.float32) / 255.0).reshape(n, 28, 28, 1)
 

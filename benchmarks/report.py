@@ -15,9 +15,9 @@ def loadavg() -> list[float]:
 
 
 def machine_state() -> dict:
-    model = next((l.split(":", 1)[1].strip() for l in subprocess.run(
+    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(
         ["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        if l.startswith("Model name")), platform.processor())
+        if line.startswith("Model name")), platform.processor())
     return {"cpu_model": model, "cores": os.cpu_count(), "loadavg": loadavg(),
             "python": platform.python_version(), "kernel": platform.release()}
 

@@ -56,9 +56,9 @@ def launch(t: Target, files: dict[str, Path], work: Path, args: argparse.Namespa
     proc = start(t.argv, logfile, env=t.env, cwd=work)
     try:
         if t.ready == "ping":
-            ready = lambda: http("GET", f"http://127.0.0.1:{t.rest_port}/ping", timeout=5)[0] == 200
+            ready = lambda: http("GET", f"http://127.0.0.1:{t.rest_port}/ping", timeout=5)[0] == 200  # noqa: E731
         else:
-            ready = lambda: tf_serving_available(t.rest_port)
+            ready = lambda: tf_serving_available(t.rest_port)  # noqa: E731
         wait_until(proc, logfile, ready, timeout=args.start_timeout)
         result["start_seconds"] = round(time.monotonic() - started, 1)
         for n, key in ((1, "rest_1"), (64, "rest_64")):
@@ -116,7 +116,7 @@ def summarize(rounds: list[dict]) -> dict:
     ok = [r for r in rounds if "failed" not in r]
     if not ok:
         return {"failed": rounds[-1]["failed"] if rounds else "no rounds ran"}
-    med = lambda key: statistics.median(r[key] for r in ok if key in r)
+    med = lambda key: statistics.median(r[key] for r in ok if key in r)  # noqa: E731
     out: dict[str, Any] = {
         "rounds": len(ok), "requests": sum(r["requests"] for r in ok), "ok": sum(r["ok"] for r in ok),
         "errors": sum(r["errors"] for r in ok), "seconds": round(sum(r["seconds"] for r in ok), 2),

@@ -29,7 +29,7 @@ def verbose() -> bool:
 
     try:
         return bool(settings.get("verbose") or settings.get("debug"))
-    except Exception:  # a malformed variable is reported by the command that reads it, not here
+    except Exception:  # noqa: BLE001 - a malformed variable is reported by the command that reads it, not here
         return False
 
 

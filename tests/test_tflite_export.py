@@ -15,7 +15,7 @@ from tflite_helpers import MODEL_NAME, export_with_tflite, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = ROOT / "examples" / "edge_classify.py"
-SAMPLE = ROOT / "mlserve" / "sample" / "mnist_sample.npz"
+SAMPLE = ROOT / "mlserve" / "model" / "sample" / "mnist_sample.npz"
 
 pytestmark = pytest.mark.slow
 

@@ -71,7 +71,7 @@ def _grpc_signature_def(server):
 
 
 def _saved_signature_def(version_dir: Path):
-    from mlserve.server.servables.savedmodel import read_meta_graph
+    from mlserve.server.servables.signature import read_meta_graph
 
     return read_meta_graph(version_dir, ["serve"]).signature_def["serving_default"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from predict_helpers import assert_same_digits
 import requests
 
 from ports import free_port, port_is_free
@@ -63,7 +64,7 @@ def test_train_export_serve_query_hot_swap_stop(env: dict[str, str], mlserve_hom
         rest = json.loads(mlserve("predict", "--json", env=env).stdout)
         grpc = json.loads(mlserve("predict", "--grpc", "--json", env=env).stdout)
         for rows in (rest, grpc):
-            assert [r["predicted"] for r in rows] == list(np.argmax(expected_v1, axis=1))
+            assert_same_digits([r["predicted"] for r in rows], expected_v1)
             np.testing.assert_allclose([r["probabilities"] for r in rows], expected_v1, rtol=1e-5,
                                        atol=1e-6)
 

@@ -39,11 +39,11 @@ class Load(abc.ABC):
 class RestLoad(Load):
     """Raw HTTP/1.1 keep-alive requests of one prebuilt predict call."""
 
-    def __init__(self, url: str, path: str, body: bytes, timeout: float) -> None:
+    def __init__(self, url: str, path: str, body: bytes, timeout: float, headers: dict[str, str] | None = None) -> None:
         self.host, self.port, _, _ = wire.http_address(url)
         self.address = url
         self.timeout = timeout
-        self.request = wire.post_request(url, path, body)
+        self.request = wire.post_request(url, path, body, headers)
 
     def loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
         try:
@@ -96,10 +96,12 @@ def _close(writer: asyncio.StreamWriter | None) -> None:
 class GrpcLoad(Load):
     """grpc.aio Predict calls of one prebuilt serialized request; responses stay raw bytes."""
 
-    def __init__(self, address: str, request: bytes, timeout: float) -> None:
+    def __init__(self, address: str, request: bytes, timeout: float,
+                 method: str = "/tensorflow.serving.PredictionService/Predict") -> None:
         self.address = address
         self.request = request
         self.timeout = timeout
+        self.method = method
         self.channel: Any = None
         self.call: Any = None
 
@@ -110,7 +112,7 @@ class GrpcLoad(Load):
                    ("grpc.max_send_message_length", 64 << 20)]
         self.channel = grpc.aio.insecure_channel(self.address, options=options)
         # identity (de)serialisers: the request is serialised once, the response is not parsed
-        self.call = self.channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        self.call = self.channel.unary_unary(self.method)
 
     async def close(self) -> None:
         if self.channel is not None:

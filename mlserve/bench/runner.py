@@ -77,7 +77,8 @@ def run_bench(images: np.ndarray, target: ModelTarget, *, transport: str = "rest
               concurrency: list[int] | tuple[int, ...] = (1,), duration: float | None = 5.0,
               requests: int | None = None, warmup: float = 1.0, timeout: float = 30.0,
               columnar: bool = False, price_per_hour: float | None = None,
-              progress: Progress | None = None, on_level: LevelDone | None = None) -> BenchReport:
+              progress: Progress | None = None, on_level: LevelDone | None = None,
+              protocol: str = "v1", binary: bool = False) -> BenchReport:
     """Send `images` (one request = the whole batch) at each concurrency level; return the figures.
 
     One predict goes first through the ordinary client, so an unreachable server, an unknown model
@@ -85,13 +86,22 @@ def run_bench(images: np.ndarray, target: ModelTarget, *, transport: str = "rest
     """
     plan = LoadPlan(tuple(concurrency), duration, requests, warmup, len(images))
     client = connect(target, transport=transport, url=url, grpc_server=grpc_server, timeout=timeout,
-                     columnar=columnar)
+                     columnar=columnar, protocol=protocol, binary=binary)
     try:
         client.predict(images)  # preflight: the usual errors, before any load
     finally:
         client.close()
     load: Load
-    if transport == "grpc":
+    if protocol == "v2" and transport == "grpc":
+        load = GrpcLoad(client.address, client.infer_request(images).SerializeToString(), timeout,
+                        method=client.INFER_METHOD)
+    elif protocol == "v2":
+        from mlserve.client import v2
+
+        body, headers = v2.infer_body({client.input_name: np.ascontiguousarray(images, dtype=np.float32)},
+                                      binary=binary, outputs=[client.output_name])
+        load = RestLoad(url, v2.model_path(target) + "/infer", body, timeout, headers)
+    elif transport == "grpc":
         from mlserve.client.grpc import predict_request
 
         request = predict_request(target, images, client.input_name).SerializeToString()
@@ -101,7 +111,8 @@ def run_bench(images: np.ndarray, target: ModelTarget, *, transport: str = "rest
 
         load = RestLoad(url, model_path(target) + ":predict",
                         predict_body(images, target.signature, columnar), timeout)
-    report = BenchReport(transport, client.address, target.describe(), len(images), warmup,
+    described = transport if protocol == "v1" else f"{transport} v2{' binary' if binary else ''}"
+    report = BenchReport(described, client.address, target.describe(), len(images), warmup,
                          price_per_hour=price_per_hour)
     report.levels, report.interrupted = _run(load, plan, price_per_hour, progress, on_level)
     return report

@@ -21,11 +21,14 @@ def http_address(url: str) -> tuple[str, int, str, str]:
     return parts.hostname or "127.0.0.1", parts.port or 80, parts.path.rstrip("/"), parts.netloc
 
 
-def post_request(url: str, path: str, body: bytes) -> bytes:
-    """One complete `POST <url><path>` request with a JSON body, as bytes."""
+def post_request(url: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """One complete `POST <url><path>` request, as bytes: a JSON body, or (with `headers`, the v2
+    binary extension's) an octet stream."""
     _, _, base, netloc = http_address(url)
+    kind = "application/octet-stream" if headers else "application/json"
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     head = (f"POST {base}{path} HTTP/1.1\r\nHost: {netloc}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+            f"Content-Type: {kind}\r\n{extra}Content-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 
 

@@ -16,7 +16,7 @@ import typer
 import typer.core
 
 from mlserve import __version__, settings, tfquiet
-from mlserve.cli import bench, compare, config, deploy, export, plan, predict, rollout, serve, server, train, ui
+from mlserve.cli import bench, compare, config, deploy, export, plan, predict, rollout, score, serve, server, train, ui
 from mlserve.errors import ExitCode, MlserveError, UsageError
 
 # TensorFlow's C++ lines are noise on a terminal; children (the embedded server) inherit the level.
@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - an older Typer on the real Click
 # The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
 # A new command group is one more module in this tuple (and in the import above).
 COMMAND_MODULES: tuple[ModuleType, ...] = (
-    train, export, serve, predict, ui, bench, compare, rollout, plan, deploy, server, config)
+    train, export, serve, predict, score, ui, bench, compare, rollout, plan, deploy, server, config)
 
 # Help shows a value's kind as a plain word (`--count N`, `--npy PATH`), not Typer's `<int range>`.
 _METAVARS = {"int": "N", "int range": "N", "integer": "N", "integer range": "N", "float": "NUMBER",
@@ -43,7 +43,7 @@ def _kind(param) -> str:
     try:  # Typer 0.24+: `<int range>`; older Typer on Click: the Click type's name
         return param.display_type(None).strip("<>") if hasattr(param, "display_type") \
             else getattr(param.type, "name", "")
-    except Exception:  # choices need a context: keep Typer's own rendering
+    except Exception:  # noqa: BLE001 - choices need a context: keep Typer's own rendering
         return ""
 
 

@@ -26,6 +26,8 @@ def bench(
     label: options.Label = None,
     signature: options.Signature = "serving_default",
     columnar: options.Columnar = False,
+    protocol: options.Protocol = "v1",
+    binary: options.Binary = False,
     timeout: options.Timeout = None,
     data: options.Data = None,
     price_per_hour: Optional[float] = typer.Option(
@@ -63,7 +65,7 @@ def bench(
                          f"req/s, p50 {level.p50_ms or 0:.2f} ms, {level.errors} errors",
                          markup=False, highlight=False, soft_wrap=True)
 
-    with _progress() as progress:
+    with _Progress() as progress:
         if self_test:
             report = core.self_test(concurrency=load.levels, duration=load.duration or 2.0,
                                     batch_size=batch_size, warmup=load.warmup,
@@ -80,7 +82,8 @@ def bench(
                 grpc_server=settings.get("grpc_server", grpc_server), concurrency=load.levels,
                 duration=load.duration, requests=load.requests, warmup=load.warmup,
                 timeout=settings.get("timeout", timeout), columnar=columnar,
-                price_per_hour=price_per_hour, progress=progress, on_level=measured)
+                price_per_hour=price_per_hour, progress=progress, on_level=measured,
+                protocol=protocol, binary=binary)
 
     if json_:
         output.print_json(report.as_dict() | {"self_test": self_test})
@@ -113,7 +116,7 @@ def _images(inputs, batch_size: int, data: Optional[str]):
     return inputs.validate_images(x[picks], "test split")
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr, fed by the load generator's progress callback."""
 
     def __enter__(self):

@@ -144,6 +144,11 @@ def kserve(
     mode: str = typer.Option("standard", "--mode", help="KServe deployment mode: standard or knative."),
     canary_percent: Optional[int] = typer.Option(
         None, "--canary-percent", help="Send this % of traffic to the new revision (canary; knative mode)."),
+    protocol: str = typer.Option("v1", "--protocol",
+                                 help="v1 (TF Serving's, on KServe's TF Serving runtime) or v2 (Open Inference "
+                                      "Protocol, on mlserve's embedded server)."),
+    runtime_image: Optional[str] = typer.Option(
+        None, "--runtime-image", help="With --protocol v2: an image with mlserve installed (its ServingRuntime runs it)."),
     model_base_path: BasePath = None, versions: Versions = "latest",
     name: Name = None, namespace: Namespace = None, tag: Tag = None, gpu: Gpu = False, gpus: Gpus = 1,
     node_selector: NodeSelector = None, cpu: Cpu = "1", memory: Memory = "1Gi",
@@ -155,20 +160,33 @@ def kserve(
     """Write a KServe InferenceService (v1beta1, modelFormat tensorflow) for an exported model.
 
     --storage-uri is the folder of numbered versions (copy the exported base path there).
+    --protocol v2 (Open Inference Protocol) adds a ServingRuntime that runs mlserve's embedded
+    server from --runtime-image, since KServe's TF Serving runtime speaks v1 only.
     --canary-percent writes the canary form: KServe splits traffic between the new and the last
     ready revision. --apply runs kubectl apply, then waits until the service is Ready.
     """
     from mlserve.deploy import kserve as ks, kubernetes as k8s, spec as specs, writer
+    from mlserve.errors import UsageError
 
     out = writer.check_out(out, force)
     spec = _spec(model, model_base_path, versions, name, namespace, tag, gpu, gpus, node_selector,
                  cpu, memory, cpu_limit, memory_limit, min_replicas, max_replicas, cpu_target,
                  batching, None, poll_seconds, tfs_arg, plan)
     specs.check(spec)
-    manifest = ks.inference_service(spec, storage_uri=storage_uri, mode=mode, canary_percent=canary_percent)
-    files = writer.write_folder(out, {"inferenceservice.yaml": k8s.to_yaml(manifest)}, force=force)
+    manifest = ks.inference_service(spec, storage_uri=storage_uri, mode=mode, canary_percent=canary_percent,
+                                    protocol=protocol)
+    texts = {"inferenceservice.yaml": k8s.to_yaml(manifest)}
+    if protocol == "v2":
+        if not runtime_image:
+            raise UsageError("--protocol v2 runs on mlserve's embedded server: it needs --runtime-image",
+                             hint="build an image with mlserve installed and push it, e.g. "
+                                  "--runtime-image registry.example/mlserve:0.1.0 (docs/deploy.md)")
+        texts["servingruntime.yaml"] = k8s.to_yaml(ks.serving_runtime(spec, image=runtime_image))
+    elif runtime_image:
+        raise UsageError("--runtime-image goes with --protocol v2", hint="v1 runs on KServe's own TF Serving runtime")
+    files = writer.write_folder(out, texts, force=force)
     _report(spec, out, files, json_, kind="kserve", extra={"storage_uri": storage_uri, "mode": mode,
-                                                           "canary_percent": canary_percent})
+                                                           "canary_percent": canary_percent, "protocol": protocol})
     if apply:
         from mlserve.deploy.apply import apply_kserve
 

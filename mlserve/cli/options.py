@@ -54,6 +54,10 @@ Timeout = Annotated[Optional[float], typer.Option(
 Data = Annotated[Optional[str], typer.Option(
     "--data", help="MNIST data for the images sent (env MLSERVE_DATA).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (and nothing else) on stdout.")]
+Protocol = Annotated[str, typer.Option(
+    "--protocol", help="v1 (TF Serving's API) or v2 (the Open Inference Protocol: KServe, Triton).")]
+Binary = Annotated[bool, typer.Option(
+    "--binary", help="v2 over REST: tensors as raw bytes after the JSON header (binary tensor extension).")]
 
 # mlserve bench's load shape. -d and -n belong to serve's --detach and logs' --lines (SHORT_FLAGS),
 # so --duration and --requests have no short flag.

@@ -69,10 +69,33 @@ class PredictClient(Protocol):
         """Release the connection."""
 
 
+PROTOCOLS = ("v1", "v2")  # TF Serving's API, the Open Inference Protocol (KServe/Triton v2)
+
+
 def connect(target: ModelTarget, *, transport: str = "rest", url: str | None = None,
             grpc_server: str | None = None, timeout: float = 30.0, columnar: bool = False,
-            input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> PredictClient:
-    """A client for `target` over REST (`url`) or gRPC (`grpc_server`); nothing is sent yet."""
+            input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME, protocol: str = "v1",
+            binary: bool = False) -> PredictClient:
+    """A client for `target` over REST (`url`) or gRPC (`grpc_server`), speaking TF Serving's
+    API (`protocol` v1) or the Open Inference Protocol (v2; `binary` tensors over REST); nothing is
+    sent yet."""
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {protocol!r}", hint="use v1 (TF Serving's) or v2 (Open Inference Protocol)")
+    if binary and not (protocol == "v2" and transport == "rest"):
+        raise UsageError("--binary is the v2 REST binding's binary tensor extension",
+                         hint="add --protocol v2 (and drop --grpc, which always sends raw tensors)")
+    if protocol == "v2":
+        if columnar:
+            raise UsageError("--columnar is a TF Serving (v1) REST format", hint="drop it with --protocol v2")
+        if transport == "grpc":
+            from mlserve.client.v2grpc import V2GrpcClient
+
+            return V2GrpcClient(grpc_server or "127.0.0.1:8500", target, timeout=timeout,
+                                input_name=input_name, output_name=output_name)
+        from mlserve.client.v2 import V2RestClient
+
+        return V2RestClient(url or "http://127.0.0.1:8501", target, timeout=timeout, binary=binary,
+                            input_name=input_name, output_name=output_name)
     if transport == "rest":
         from mlserve.client.rest import RestClient
 

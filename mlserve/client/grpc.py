@@ -19,6 +19,7 @@ import numpy as np
 
 from mlserve.client import (UNREACHABLE_HINT, ModelTarget, VersionStatus, check_probabilities,
                             not_found_message)
+from mlserve.client.tensors import DTYPES, ENUM_OF_NUMPY, SignatureTensors, info_from_proto
 from mlserve.errors import (NotFoundError, ServerResponseError, ServerUnreachableError,
                             WaitTimeoutError)
 
@@ -29,7 +30,7 @@ DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
 def load_protos() -> types.SimpleNamespace:
     """TF Serving's request/response messages and stubs, without importing TensorFlow."""
     names = ("predict_pb2", "prediction_service_pb2_grpc", "model_service_pb2_grpc",
-             "get_model_status_pb2", "model_pb2")
+             "get_model_status_pb2", "model_pb2", "get_model_metadata_pb2")
 
     def load() -> types.SimpleNamespace:
         apis = {n: importlib.import_module(f"tensorflow_serving.apis.{n}") for n in names}
@@ -70,6 +71,47 @@ def tensor_array(proto: Any) -> np.ndarray:
     if proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=np.float32).reshape(shape)
     return np.asarray(proto.float_val, dtype=np.float32).reshape(shape)
+
+
+# The typed value field of a TensorProto for each DataType (tensor.proto).
+_VAL_FIELDS = {1: "float_val", 2: "double_val", 3: "int_val", 4: "int_val", 5: "int_val", 6: "int_val",
+               7: "string_val", 9: "int64_val", 10: "bool_val", 17: "int_val", 19: "half_val",
+               22: "uint32_val", 23: "uint64_val"}
+
+
+def any_tensor_proto(array: np.ndarray) -> Any:
+    """A TensorProto of any array mlserve can send: numbers as raw bytes, strings in string_val."""
+    p = load_protos()
+    if array.dtype == object:
+        proto = p.tensor_pb2.TensorProto(dtype=7)
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1))
+    else:
+        array = np.ascontiguousarray(array)
+        proto = p.tensor_pb2.TensorProto(dtype=ENUM_OF_NUMPY[array.dtype], tensor_content=array.tobytes())
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+def any_tensor_array(proto: Any) -> np.ndarray:
+    """The array of a TensorProto of any DataType mlserve knows (raw bytes or a typed value list,
+    a single value filling the whole shape)."""
+    shape = [d.size for d in proto.tensor_shape.dim]
+    entry = DTYPES.get(proto.dtype)
+    if entry is None:
+        raise ValueError(f"an output of DataType {proto.dtype}, which mlserve cannot read")
+    dtype = np.dtype(entry[1])
+    if proto.tensor_content and dtype.kind != "O":
+        return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+    values = list(getattr(proto, _VAL_FIELDS[proto.dtype]))
+    if proto.dtype == 19:  # DT_HALF travels as the bits of each float16 in an int
+        array = np.asarray(values, dtype=np.uint16).view(np.float16)
+    else:
+        array = np.asarray(values, dtype=dtype)
+    count = int(np.prod(shape)) if shape else 1
+    if array.size == 1 and count != 1:
+        array = np.full(count, array[0], dtype=array.dtype)
+    return array.reshape(shape)
 
 
 def predict_request(target: ModelTarget, images: np.ndarray, input_name: str) -> Any:
@@ -127,6 +169,44 @@ class GrpcClient:
         except ValueError as e:
             raise ServerResponseError(f"unexpected predict response from {self.address}: {e}") from e
 
+    def signature(self) -> SignatureTensors:
+        """The target signature's inputs and outputs, from GetModelMetadata."""
+        p = load_protos()
+        request = p.get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        _fill_spec(request.model_spec, self.target, signature=False)
+        try:
+            response = self._predict.GetModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            self._raise_for(e, "GetModelMetadata")
+        defs = p.get_model_metadata_pb2.SignatureDefMap()
+        if not response.metadata["signature_def"].Unpack(defs):
+            raise ServerResponseError(f"unexpected model metadata from {self.address}")
+        if self.target.signature not in defs.signature_def:
+            raise NotFoundError(f"{self.target.describe()} on {self.address} has no signature "
+                                f"'{self.target.signature}'",
+                                hint=f"use --signature with one of: {', '.join(sorted(defs.signature_def))}")
+        sig = defs.signature_def[self.target.signature]
+        return SignatureTensors(self.target.signature,
+                                {k: info_from_proto(k, v) for k, v in sig.inputs.items()},
+                                {k: info_from_proto(k, v) for k, v in sig.outputs.items()})
+
+    def predict_tensors(self, signature: SignatureTensors, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Send named arrays and return the named outputs."""
+        p = load_protos()
+        request = p.predict_pb2.PredictRequest()
+        _fill_spec(request.model_spec, self.target)
+        request.model_spec.signature_name = signature.name
+        for name, array in inputs.items():
+            request.inputs[name].CopyFrom(any_tensor_proto(array))
+        try:
+            response = self._predict.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            self._raise_for(e, "Predict")
+        try:
+            return {name: any_tensor_array(proto) for name, proto in response.outputs.items()}
+        except ValueError as e:
+            raise ServerResponseError(f"unexpected predict response from {self.address}: {e}") from e
+
     def model_status(self) -> list[VersionStatus]:
         p = load_protos()
         request = p.get_model_status_pb2.GetModelStatusRequest()
@@ -159,7 +239,7 @@ class GrpcClient:
             if listing:
                 try:
                     versions = self.model_status()
-                except Exception:  # the model itself is unknown
+                except Exception:  # noqa: BLE001 - the model itself is unknown
                     versions = None
             text, hint = not_found_message(self.target, self.address, versions, None, details)
             raise NotFoundError(text, hint=hint) from None

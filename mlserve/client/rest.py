@@ -10,6 +10,7 @@ import numpy as np
 
 from mlserve.client import (UNREACHABLE_HINT, ModelTarget, VersionStatus, check_probabilities,
                             not_found_message, output_from)
+from mlserve.client.tensors import SignatureTensors, decode_outputs, info_from_json
 from mlserve.errors import (NotFoundError, ServerResponseError, ServerUnreachableError, UsageError,
                             WaitTimeoutError)
 
@@ -117,6 +118,30 @@ class RestClient:
             raise ServerResponseError(f"unexpected predict response from {self.address}: {e}",
                                       hint="is this a TF Serving-compatible server?") from e
 
+    def signature(self) -> SignatureTensors:
+        """The target signature's inputs and outputs, from the model's metadata."""
+        status, body = self.request("GET", model_path(self.target) + "/metadata")
+        if status != 200:
+            self._raise_for(status, body)
+        try:
+            defs = decode_json(body)["metadata"]["signature_def"]["signature_def"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ServerResponseError(f"unexpected model metadata from {self.address}: {e}") from e
+        return signature_from_defs(defs, self.target, self.address)
+
+    def predict_tensors(self, signature: SignatureTensors, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Send named arrays (columnar format) and return the named outputs."""
+        body = encode_json({"signature_name": signature.name,
+                            "inputs": {k: jsonable(v) for k, v in inputs.items()}})
+        status, answer = self.request("POST", model_path(self.target) + ":predict", body)
+        if status != 200:
+            self._raise_for(status, answer)
+        try:
+            return decode_outputs(decode_json(answer)["outputs"], signature)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ServerResponseError(f"unexpected predict response from {self.address}: {e}",
+                                      hint="is this a TF Serving-compatible server?") from e
+
     def model_status(self) -> list[VersionStatus]:
         status, body = self.request("GET", f"/v1/models/{quote(self.target.name, safe='')}")
         if status != 200:
@@ -138,7 +163,7 @@ class RestClient:
             items = answer.get("models", []) if isinstance(answer, dict) else answer
             names = [m if isinstance(m, str) else m.get("name") for m in items]
             return [n for n in names if n] or None
-        except Exception:  # a listing is a courtesy: never let it hide the real error
+        except Exception:  # noqa: BLE001 - a listing is a courtesy: never let it hide the real error
             return None
 
     def _raise_for(self, status: int, body: bytes, *, listing: bool = True) -> None:
@@ -148,7 +173,7 @@ class RestClient:
             if listing:
                 try:
                     versions = self.model_status()
-                except Exception:  # the model itself is unknown: fall back to the model list
+                except Exception:  # noqa: BLE001 - the model itself is unknown: fall back to the model list
                     versions = None
                 if not versions:
                     models = self.list_models()
@@ -167,3 +192,32 @@ def error_message(body: bytes) -> str:
     except ValueError:
         pass
     return body.decode("utf-8", "replace").strip()[:500]
+
+
+def jsonable(array: np.ndarray) -> object:
+    """An array as TF Serving's JSON takes it: numbers as they are, strings as text, other bytes as
+    `{"b64": ...}`."""
+    if array.dtype != object:
+        return array
+    import base64
+
+    def one(v: object) -> object:
+        if isinstance(v, bytes):
+            try:
+                return v.decode("utf-8")
+            except UnicodeDecodeError:
+                return {"b64": base64.b64encode(v).decode()}
+        return v
+
+    return np.vectorize(one, otypes=[object])(array).tolist() if array.size else array.tolist()
+
+
+def signature_from_defs(defs: dict, target: ModelTarget, address: str) -> SignatureTensors:
+    """The target's signature of a metadata `signature_def` map (REST JSON)."""
+    sig = defs.get(target.signature)
+    if not isinstance(sig, dict):
+        raise NotFoundError(f"{target.describe()} on {address} has no signature '{target.signature}'",
+                            hint=f"use --signature with one of: {', '.join(sorted(defs)) or '(none)'}")
+    return SignatureTensors(target.signature,
+                            {k: info_from_json(k, v) for k, v in (sig.get("inputs") or {}).items()},
+                            {k: info_from_json(k, v) for k, v in (sig.get("outputs") or {}).items()})

@@ -190,7 +190,7 @@ def _serve_and_load(base: Path, tflite: bool, image: np.ndarray, duration: float
                     figures: FormatFigures, log: Path) -> None:
     from mlserve.bench import run_bench
     from mlserve.client import ModelTarget
-    from mlserve.runtimes.process import ChildExited, spawn, tail_lines, terminate, wait_ready
+    from mlserve.runtimes.process import ChildExitedError, spawn, tail_lines, terminate, wait_ready
 
     grpc_port, rest_port = _free_port(), _free_port()
     argv = [sys.executable, "-m", "mlserve.server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
@@ -201,7 +201,7 @@ def _serve_and_load(base: Path, tflite: bool, image: np.ndarray, duration: float
     try:
         try:
             wait_ready(proc.poll, "127.0.0.1", rest_port, [MODEL_NAME], timeout=120)
-        except (ChildExited, TimeoutError) as e:
+        except (ChildExitedError, TimeoutError) as e:
             raise ServerStartError(f"the embedded server for the comparison did not start: {e}",
                                    hint="rerun with --no-serve to skip the served figures",
                                    details="\n".join(tail_lines(log, 15))) from e

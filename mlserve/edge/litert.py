@@ -55,7 +55,7 @@ class TFLiteModel:
             raise ValueError("give path or content")
         self.path = Path(path) if path is not None else None
         where = str(self.path) if self.path is not None else "the .tflite model"
-        Interpreter = _interpreter_class()
+        Interpreter = _interpreter_class()  # noqa: N806 - a class
         try:
             if content is None:
                 content = Path(path).read_bytes()  # type: ignore[arg-type]

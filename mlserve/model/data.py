@@ -135,7 +135,7 @@ def load_mnist(path: str | os.PathLike | None = None, *, allow_download: bool = 
             x_train, y_train, x_test, y_test = _download()
         except KeyboardInterrupt:
             raise
-        except Exception as e:  # no network, a proxy, a half-written file: fall back to the sample
+        except Exception as e:  # noqa: BLE001 - no network, a proxy, a half-written file: fall back to the sample
             notes.append(f"download failed: {_one_line(e)}")
         else:
             return MnistData(x_train, y_train, x_test, y_test, source="download",

@@ -47,7 +47,7 @@ def who() -> str:
     """The user and host a command ran as (the 'who' of a history line)."""
     try:
         user = getpass.getuser()
-    except Exception:  # no passwd entry in some containers
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
 

@@ -43,7 +43,7 @@ def ensure(home: Path, model: str, base_path: Path) -> Path:
             state = configfile.model_state(configfile.parse(old, str(path)), model, str(path))
             if Path(state.base_path) == base:
                 return path
-        except Exception:  # unreadable or another model: replaced below, the text kept in .bak
+        except Exception:  # noqa: BLE001 - unreadable or another model: replaced below, the text kept in .bak
             pass
         configfile.write(configfile.backup_path(path), old)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def has_labels(config_file: Path) -> bool:
     """
     try:
         proto = configfile.parse(Path(config_file).read_text(), str(config_file))
-    except Exception:
+    except Exception:  # noqa: BLE001 - unreadable: no managed config
         return False
     return any(c.version_labels for c in proto.model_config_list.config)
 

@@ -165,7 +165,7 @@ def await_ready(child: Child, interrupted: Callable[[], bool] = lambda: False) -
             process.wait_ready(lambda: proc.poll() if not interrupted() else True,
                                opts.connect_host, opts.rest_port, opts.model_names,
                                max(0.0, deadline - time.monotonic()), tick=child.tick)
-        except process.ChildExited as e:
+        except process.ChildExitedError as e:
             if interrupted():
                 raise KeyboardInterrupt from None
             raise _start_failure(plan, f"the {plan.runtime.name} server exited during start "

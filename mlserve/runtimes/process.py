@@ -237,7 +237,7 @@ def models_ready(host: str, rest_port: int, models: list[str]) -> tuple[bool, st
     return True, "all models AVAILABLE"
 
 
-class ChildExited(Exception):
+class ChildExitedError(Exception):
     def __init__(self, code: int | None) -> None:
         super().__init__(f"exited with code {code}")
         self.code = code
@@ -246,7 +246,7 @@ class ChildExited(Exception):
 def wait_ready(is_dead: Callable[[], int | None | bool], host: str, rest_port: int,
                models: list[str], timeout: float, tick: Callable[[], None] | None = None,
                interval: float = 0.2) -> None:
-    """Poll readiness until every model is AVAILABLE; raise ChildExited or TimeoutError.
+    """Poll readiness until every model is AVAILABLE; raise ChildExitedError or TimeoutError.
 
     `is_dead()` returns the child's exit code (or True) once it has exited: checked on every poll
     so a crash is reported at once, not after the timeout. `tick` runs each round (log tailing).
@@ -258,7 +258,7 @@ def wait_ready(is_dead: Callable[[], int | None | bool], host: str, rest_port: i
             tick()
         dead = is_dead()
         if dead is not None and dead is not False:
-            raise ChildExited(None if dead is True else int(dead))
+            raise ChildExitedError(None if dead is True else int(dead))
         ok, last = models_ready(host, rest_port, models)
         if ok:
             return

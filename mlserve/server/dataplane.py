@@ -1,6 +1,6 @@
 """The one data-plane API every protocol front-end calls; it knows no wire protocol.
 
-Front-ends (`rest.py` for TF Serving's REST API, `grpc_methods.py` for its gRPC API, later
+Front-ends (`frontends/rest/` for TF Serving's REST API, `frontends/grpc/` for its gRPC API, later
 one for the Open Inference Protocol) decode a request into the arguments below, call one
 method, and encode what it returns or the `ServingError` it raises:
 

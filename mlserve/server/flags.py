@@ -186,7 +186,8 @@ HELP: dict[str, str] = {
     "http_idle_timeout_seconds": "(mlserve extension) Seconds an idle keep-alive REST connection stays open.",
     "http_max_connections": "(mlserve extension) Open REST connections; past it new ones are closed at accept.",
     "http_max_unsent_bytes": "(mlserve extension) Unread answer bytes after which a REST connection stops reading.",
-    "max_inflight_bytes": "(mlserve extension) memory REST requests may hold in flight at once, each costing 4x its body, reserved at its headers (past it: 429 RESOURCE_EXHAUSTED).",
+    "max_inflight_bytes": "(mlserve extension) memory REST requests may hold in flight at once, each costing 4x its body, "
+                          "reserved at its headers (past it: 429 RESOURCE_EXHAUSTED).",
     "allowed_model_roots": "(mlserve extension) Comma-separated folders every model base path must lie under "
                            "(empty: any absolute path).",
     "allow_unload_all_models": "(mlserve extension) Let a config reload with an empty model list unload every model.",

@@ -30,7 +30,7 @@ from mlserve.server.observability.requestlog import RequestLog
 from mlserve.server.servables.savedmodel import Servable
 
 if TYPE_CHECKING:
-    from mlserve.server.frontends.grpc.grpcio.server import GrpcFront
+    from mlserve.server.frontends.grpc.start import GrpcFront
 
 log = logging.getLogger("mlserve.server")
 
@@ -91,7 +91,7 @@ class ModelServer:
         """Load the models, then open the ports. Raises MlserveError/OSError when it cannot."""
         # The front-ends pull in gRPC and TensorFlow's protos (hence TensorFlow): imported here,
         # so that `--help`, `--version` and flag errors answer at once.
-        from mlserve.server.frontends.grpc.grpcio.server import start_grpc
+        from mlserve.server.frontends.grpc.start import start_grpc
         from mlserve.server.frontends.rest.routes import serve_rest
 
         options = self.options

@@ -189,6 +189,38 @@ def test_kserve_canary_form(exported: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_kserve_v2_runs_on_mlserves_own_serving_runtime(exported: Path, tmp_path: Path) -> None:
+    """--protocol v2: KServe's TF Serving runtime speaks v1 only, so the InferenceService names a
+    ServingRuntime of mlserve's embedded server (v1 and v2 on the same ports), written beside it.
+    The ServingRuntime CRD's schema is not vendored: its fields are checked here by name."""
+    out = tmp_path / "v2"
+    _deploy("kserve", "--out", str(out), "--storage-uri", "gs://b/digits_model", "--protocol", "v2",
+            "--runtime-image", "registry.example/mlserve:0.1.0", "--batching")
+    doc = load_yaml(out / "inferenceservice.yaml")
+    assert kserve_errors(doc) == []
+    model = doc["spec"]["predictor"]["model"]
+    assert (model["protocolVersion"], model["runtime"]) == ("v2", "mlserve-tensorflow")
+    assert "runtimeVersion" not in model and "args" not in model
+    runtime = load_yaml(out / "servingruntime.yaml")
+    assert (runtime["apiVersion"], runtime["kind"]) == ("serving.kserve.io/v1alpha1", "ServingRuntime")
+    assert runtime["metadata"]["name"] == "mlserve-tensorflow"
+    assert runtime["spec"]["supportedModelFormats"] == [{"name": "tensorflow", "version": "2", "autoSelect": False}]
+    assert {"v1", "v2", "grpc-v2"} <= set(runtime["spec"]["protocolVersions"])
+    container = runtime["spec"]["containers"][0]
+    assert (container["name"], container["image"]) == ("kserve-container", "registry.example/mlserve:0.1.0")
+    assert container["command"] == ["python", "-m", "mlserve.server"]
+    assert {"--model_base_path=/mnt/models", "--rest_api_port=8080", "--port=8081", "--enable_batching"} <= set(
+        container["args"])
+    # v2 needs the image; an image without a tag, or one for v1, is refused, and nothing is written
+    for args, words in ((["--protocol", "v2"], "needs --runtime-image"),
+                        (["--protocol", "v2", "--runtime-image", "mlserve"], "needs a tag"),
+                        (["--runtime-image", "r/mlserve:1"], "goes with --protocol v2"),
+                        (["--protocol", "v3"], "not a protocol mlserve deploys")):
+        proc = run_cli("deploy", "kserve", "--out", str(tmp_path / "no"), "--storage-uri", "s3://b/m", *args)
+        assert proc.returncode == 2 and words in proc.stderr and "Hint:" in proc.stderr, proc.stderr
+        assert not (tmp_path / "no").exists()
+
+
 def test_plan_sets_autoscaler_bounds(exported: Path, tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"replicas": 5, "min_replicas": 5, "max_replicas": 9, "concurrency": 8}))

@@ -80,7 +80,7 @@ def test_failed_promotes_change_nothing_and_concurrent_promotes_take_turns(
     def first() -> None:
         try:
             result["outcome"] = actions.move_label(target, MODEL, 3, notify=hold)
-        except BaseException as e:  # reported by the assertion below
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             result["error"] = e
 
     thread = threading.Thread(target=first)

@@ -48,7 +48,7 @@ class Load:
                 sent = time.monotonic()
                 try:
                     digit = int(np.argmax(client.predict(image)[0]))
-                except Exception as e:  # every failure is a test failure, reported below
+                except Exception as e:  # noqa: BLE001 - every failure is a test failure, reported below
                     with self._lock:
                         self.errors.append(f"{transport}: {type(e).__name__}: {e}")
                     continue

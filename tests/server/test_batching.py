@@ -77,7 +77,6 @@ def test_concurrent_requests_get_their_own_rows(servable: Any) -> None:
             assert out["softmax"].shape == alone.shape
             # batched kernels may differ from batch-1 ones in the last bits (oneDNN), as in TF Serving
             np.testing.assert_allclose(out["softmax"], alone, rtol=1e-5, atol=1e-6)
-            assert np.array_equal(out["softmax"].argmax(1), alone.argmax(1))
     finally:
         batcher.close()
 
@@ -157,7 +156,7 @@ def test_callbacks_answer_each_request_and_a_failing_one_does_not_stop_the_batch
         assert gated.sizes == [4]  # one batch, and every request answered despite the raising callback
         for i, x in enumerate(images):
             assert answers[i].shape == (1, 10)
-            assert answers[i].argmax() == servable.run(SIG, {"Conv1_input": x})["softmax"].argmax()
+            np.testing.assert_allclose(answers[i], servable.run(SIG, {"Conv1_input": x})["softmax"], rtol=1e-5, atol=1e-6)
         # the batch thread survived the callback's exception
         assert batcher.run(servable, SIG, {"Conv1_input": digits_batch(2)}, timeout=30)["softmax"].shape == (2, 10)
     finally:

@@ -39,6 +39,14 @@ def test_reload_whose_new_model_fails_to_load_is_unknown(tmp_path: Path, write_v
         m.stop()
 
 
+def _proto(text: str):
+    """A ModelServerConfig proto as a reload RPC carries it (unchecked, unlike parse_text)."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
 def test_reload_checks_paths_platforms_and_labels_before_loading(
         tmp_path: Path, write_version: Callable[..., Path]) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
@@ -51,8 +59,24 @@ def test_reload_checks_paths_platforms_and_labels_before_loading(
             m.reload_config([ModelConfig("a", str(a)), ModelConfig("b", "relative/b")])
         assert (e.value.code, e.value.message) == (
             "INVALID_ARGUMENT", "Expected model b to have an absolute path or URI; got base_path()=relative/b")
-        with pytest.raises(ServingError, match="Illegal to change a model's platform"):
-            m.reload_config([ModelConfig("a", str(a), model_platform="tflite")])
+        # ValidateNoModelsChangePlatforms runs before the routes are built, so an unknown platform
+        # for an existing model is a platform change; for a new model, an unsupported platform
+        for platform in ("tflite", "no_such_platform"):
+            with pytest.raises(ServingError) as e:
+                m.reload_config(_proto(f"""model_config_list {{ config {{ name: 'a' base_path: '{a}'
+                    model_platform: '{platform}' }} }}"""))
+            assert (e.value.code, e.value.message) == (
+                "INVALID_ARGUMENT", "Illegal to change a model's platform. For model a platform was tensorflow "
+                f"and new platform requested is {platform}")
+        with pytest.raises(ServingError) as e:
+            m.reload_config(_proto(f"""model_config_list {{ config {{ name: 'a' base_path: '{a}' }}
+                config {{ name: 'b' base_path: '{b}' model_platform: 'pytorch' }} }}"""))
+        assert (e.value.code, e.value.message) == ("INVALID_ARGUMENT", "Model b requests unsupported platform pytorch")
+        # the list's own checks come first: every name, then every path, then platforms
+        with pytest.raises(ServingError) as e:
+            m.reload_config(_proto("""model_config_list { config { name: 'c' base_path: 'rel' model_platform: 'x' }
+                config { name: 'c' base_path: '/abs' } }"""))
+        assert e.value.message == "Illegal to list model c multiple times in config list"
         # a label on a version this very reload would load: refused, and b is not loaded
         with pytest.raises(ServingError) as e:
             m.reload_config(parse_text(f"""model_config_list {{ config {{ name: 'a' base_path: '{a}' }}

@@ -97,9 +97,14 @@ def test_predict_status_metadata_and_errors(digits_base: Path, start_server: Cal
             predict.Predict(_predict_request(x[..., 0]), timeout=30)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "Shape must be rank 4 but is rank 3" in e.value.details()
-        with pytest.raises(grpc.RpcError) as e:  # 4 channels into a 1-channel Conv2D: the kernel refuses
+        # 4 channels into a 1-channel Conv2D: the kernel refuses, with the code TensorFlow's kernel for
+        # this CPU raises (INVALID_ARGUMENT from Eigen's, UNIMPLEMENTED from some oneDNN builds),
+        # passed through as TF Serving passes it. The contract: a client error, never INTERNAL or
+        # UNKNOWN, and the next request is served.
+        with pytest.raises(grpc.RpcError) as e:
             predict.Predict(_predict_request(np.zeros((1, 28, 28, 4), np.float32)), timeout=30)
-        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED), e.value
+        assert predict.Predict(_predict_request(x), timeout=30).outputs["softmax"].tensor_shape.dim[1].size == 10
         with pytest.raises(grpc.RpcError) as e:
             predict.Predict(_predict_request(x, key="wrong_input"), timeout=30)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "wrong_input" in e.value.details()

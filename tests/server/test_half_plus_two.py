@@ -19,8 +19,11 @@ NAME = "half_plus_two"
 
 
 @pytest.fixture
-def hp2(start_server: Callable[..., ServerProcess], half_plus_two_base: Path) -> ServerProcess:
-    return start_server(f"--model_name={NAME}", f"--model_base_path={half_plus_two_base}", models=[NAME])
+def hp2(start_server: Callable[..., ServerProcess], half_plus_two_base: Path, tmp_path: Path) -> ServerProcess:
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }")
+    return start_server(f"--model_name={NAME}", f"--model_base_path={half_plus_two_base}",
+                        f"--monitoring_config_file={monitoring}", models=[NAME])
 
 
 def _url(server: ServerProcess, path: str) -> str:
@@ -125,7 +128,14 @@ def test_error_words_of_model_spec_status_label_and_metadata(hp2: ServerProcess)
         meta.model_spec.name = "no_such_model"
         with pytest.raises(grpc.RpcError) as err:
             predict.GetModelMetadata(meta, timeout=30)
-        assert err.value.details() == "MetadataField nope is not supported"
+        # ValidateGetModelMetadataRequest runs first, over every field, before the model lookup
+        assert err.value.details() == "Metadata field nope is not supported"
+        meta = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def", "foo"])
+        meta.model_spec.name = "no_such_model"
+        with pytest.raises(grpc.RpcError) as err:
+            predict.GetModelMetadata(meta, timeout=30)
+        assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                           "Metadata field foo is not supported")
 
 
 def test_multi_inference_checks_in_tf_servings_order(hp2: ServerProcess) -> None:
@@ -167,3 +177,12 @@ def test_multi_inference_checks_in_tf_servings_order(hp2: ServerProcess) -> None
                                          (NAME, "classify_x_to_y", classify)), timeout=30)
         assert [r.regression_result.regressions[0].value for r in ok.results[:2]] == [2.5, 3.5]
         assert ok.results[2].classification_result.classifications[0].classes[0].score == 2.5
+    # util.cc RecordRequestExampleCount: each MultiInference that ran adds its examples (1 here) to
+    # the model's counter and histogram (buckets Exponential(1, 2, 15)); refused ones add nothing
+    text = requests.get(f"{hp2.url}/monitoring/prometheus/metrics", timeout=10).text
+    assert f':tensorflow:serving:request_example_count_total{{model="{NAME}"}} 1' in text
+    # TensorFlow's histogram buckets hold [limit[i-1], limit[i]): one example lands under le="2"
+    assert f':tensorflow:serving:request_example_counts_bucket{{model="{NAME}",le="1"}} 0' in text
+    assert f':tensorflow:serving:request_example_counts_bucket{{model="{NAME}",le="2"}} 1' in text
+    assert f':tensorflow:serving:request_example_counts_bucket{{model="{NAME}",le="16384"}} 1' in text
+    assert f':tensorflow:serving:request_example_counts_count{{model="{NAME}"}} 1' in text

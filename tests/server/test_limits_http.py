@@ -253,4 +253,4 @@ def test_every_limit_flag_is_documented() -> None:
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
     limits = {f for f in EXTENSIONS if f.startswith(("http_", "max_")) or f.startswith("allow")}
-    assert limits and all(f"`--{flag}" in text for flag in limits), sorted(f for f in limits if f"`--{flag}" not in text)
+    assert limits and all(f"`--{flag}" in text for flag in limits), sorted(f for f in limits if f"`--{f}" not in text)

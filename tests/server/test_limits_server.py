@@ -3,7 +3,6 @@
 reload RPC's safety checks (docs/security.md)."""
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 from typing import Callable

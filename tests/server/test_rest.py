@@ -51,7 +51,8 @@ def test_course_snippet_predictions_match_the_saved_model(server: ServerProcess,
     loaded = tf.saved_model.load(str(digits_base / "1"))
     expected = loaded.signatures["serving_default"](Conv1_input=tf.constant(test_images))["softmax"].numpy()
     assert json_response.status_code == 200
-    np.testing.assert_array_equal(np.asarray(predictions, np.float32), expected)
+    # the same batch shape as the server's run, but not necessarily the same kernels (threads, path)
+    np.testing.assert_allclose(np.asarray(predictions, np.float32), expected, rtol=1e-5, atol=1e-6)
 
     columnar = requests.post(url(server, f"/v1/models/{MODEL_NAME}/versions/1:predict"),
                              data=json.dumps({"inputs": test_images[:1].tolist()}))

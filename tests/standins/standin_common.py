@@ -1,6 +1,7 @@
 """Shared by the stand-in executables in this folder (see README.md there): record argv, then serve.
 
-Serving mode (MLSERVE_STANDIN_SERVE, default "embedded" where mlserve's server exists): "stub" runs stub_server.py (a tiny REST stub, instant start);
+Serving mode (MLSERVE_STANDIN_SERVE, default "embedded" where mlserve's server exists): "stub" runs
+stub_server.py (a tiny REST stub, instant start);
 "embedded" execs mlserve's embedded server `python -m mlserve.server` with the translated flags,
 so the stand-in really serves the model.
 """

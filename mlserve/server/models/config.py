@@ -48,8 +48,10 @@ def single_model_config(model_name: str, model_base_path: str) -> list[ModelConf
     return [ModelConfig(name=model_name, base_path=str(Path(model_base_path).expanduser()))]
 
 
-def from_proto(proto: Any) -> list[ModelConfig]:
-    """Convert a `ModelServerConfig` proto into `ModelConfig`s, checking what TF Serving checks."""
+def from_proto(proto: Any, *, validate: bool = True) -> list[ModelConfig]:
+    """Convert a `ModelServerConfig` proto into `ModelConfig`s, checking what TF Serving checks
+    at start-up. A reload passes `validate=False` and runs the same checks in ReloadConfig's order
+    (`validate_config_list`, the platform change, labels, then `check_platforms`)."""
     which = proto.WhichOneof("config")
     if which is None:
         return []
@@ -60,13 +62,13 @@ def from_proto(proto: Any) -> list[ModelConfig]:
     for mc in proto.model_config_list.config:
         if not mc.name:
             raise UsageError("a model in the model config has no name")
-        if mc.name in seen:
+        if validate and mc.name in seen:
             raise UsageError(f"Illegal to list model {mc.name} multiple times in config list")
         seen.add(mc.name)
-        if not mc.base_path:
+        if validate and not mc.base_path:
             raise UsageError(f"Expected model {mc.name} to have an absolute path or URI; got base_path()=")
         platform = mc.model_platform or "tensorflow"
-        if platform != "tensorflow":
+        if validate and platform not in PLATFORMS:
             raise UsageError(f"Model {mc.name} requests unsupported platform {platform}")
         choice = mc.model_version_policy.WhichOneof("policy_choice")
         if choice == "all":
@@ -133,6 +135,19 @@ def build_config(options: Any) -> list[ModelConfig]:
     if options.model_config_file:
         return load_config_file(options.model_config_file)
     return single_model_config(options.model_name, options.model_base_path)
+
+
+PLATFORMS = ("tensorflow",)  # the platforms this server has a source adapter for
+
+
+def check_platforms(models: list[ModelConfig]) -> None:
+    """server_core.cc `CreateStoragePathRoutes`: a platform the server cannot load, found only
+    once the new config is being applied (after the validations and the label map)."""
+    from mlserve.server.errors import ServingError
+
+    for m in models:
+        if m.model_platform not in PLATFORMS:
+            raise ServingError("INVALID_ARGUMENT", f"Model {m.name} requests unsupported platform {m.model_platform}")
 
 
 def validate_config_list(models: list[ModelConfig]) -> None:

@@ -80,8 +80,9 @@ def scan_versions(base_path: str | Path) -> dict[int, Path]:
 
 
 def _as_models(config: Any) -> list[ModelConfig]:
+    """A reload's models, unchecked: `reload_config` checks them in ReloadConfig's order."""
     if hasattr(config, "WhichOneof"):
-        return config_mod.from_proto(config)
+        return config_mod.from_proto(config, validate=False)
     return list(config)
 
 
@@ -113,7 +114,7 @@ class ModelManager:
         self._threads: list[threading.Thread] = []
         self._listeners: list[Callable[[str, VersionStatus], None]] = []
         self._config_text: str | None = None
-        self._set_config(_as_models(config))
+        self._set_config(config_mod.from_proto(config) if hasattr(config, "WhichOneof") else list(config))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -210,7 +211,8 @@ class ModelManager:
 
         The checks run in TF Serving's order (server_core.cc `ReloadConfig`), all before
         anything loads: the list itself (unique names, absolute base paths), platform changes,
-        then version labels against the versions AVAILABLE now."""
+        version labels against the versions AVAILABLE now, then platforms the server cannot load
+        (the routes `AddModelsViaModelConfigList` builds)."""
         models = _as_models(config)
         config_mod.validate_config_list(models)
         for m in models:
@@ -220,6 +222,7 @@ class ModelManager:
                                    f"Illegal to change a model's platform. For model {m.name} platform was "
                                    f"{old.config.model_platform} and new platform requested is {m.model_platform}")
         labels = self._check_labels(models)
+        config_mod.check_platforms(models)  # AddModelsViaModelConfigList: the routes, after the labels
         new_models = [m.name for m in models
                       if m.name not in self._models or not self._models[m.name].configured]
         log.info("Adding/updating models.")
@@ -304,7 +307,7 @@ class ModelManager:
                 models = config_mod.parse_text(text, str(self.config_file))
                 self._config_text = text
                 self.reload_config(models)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a load failure of any kind is the version's error
                 log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e)
                 self._config_text = text if "text" in locals() else self._config_text
 

@@ -38,6 +38,7 @@ def exponential_buckets(scale: float, growth: float, count: int) -> tuple[float,
 LATENCY_BUCKETS = exponential_buckets(10, 1.8, 33)  # microseconds, ~20 minutes at the top
 QUEUING_BUCKETS = exponential_buckets(100, 1.2, 52)  # microseconds, ~1 second
 BATCH_SIZE_BUCKETS = exponential_buckets(1, 2, 14)
+EXAMPLE_COUNT_BUCKETS = exponential_buckets(1, 2, 15)  # util.cc: [1, 2, 4, ..., 16384], then +Inf
 
 
 def _num(value: float) -> str:
@@ -105,8 +106,11 @@ processed_batch_size = Histogram(":tensorflow:serving:batching_session:processed
 padding_size = Histogram(":tensorflow:serving:batching_session:padding_size", ("execution_batch_size",),
                          BATCH_SIZE_BUCKETS)
 wrapped_run_count = Counter(":tensorflow:serving:batching_session:wrapped_run_count", ())
+# tf.Examples per MultiInference request (servables/tensorflow/util.cc, RecordRequestExampleCount)
+example_counts = Histogram(":tensorflow:serving:request_example_counts", ("model",), EXAMPLE_COUNT_BUCKETS)
+example_count_total = Counter(":tensorflow:serving:request_example_count_total", ("model",))
 _ALL = (request_count, request_latency, runtime_latency, queuing_latency, input_batch_size,
-        processed_batch_size, padding_size, wrapped_run_count)
+        processed_batch_size, padding_size, wrapped_run_count, example_counts, example_count_total)
 
 
 UNKNOWN_MODEL = "_unknown_"  # the model_name label of requests naming no configured model
@@ -152,6 +156,14 @@ def observe_runtime(model: str, api: str, seconds: float, runtime: str = "TF1") 
     """The wall time of one model call (TF Serving's runtime label for a SavedModel session: TF1)."""
     with _lock:
         runtime_latency.observe((model, api, runtime), seconds * 1e6)
+
+
+def observe_examples(model: str, count: int) -> None:
+    """The tf.Examples one MultiInference request ran on (TF Serving records them once its one
+    computation has run, before the results are checked)."""
+    with _lock:
+        example_counts.observe((model,), count)
+        example_count_total.inc((model,), count)
 
 
 def observe_batch(*, input_sizes: Iterable[int], processed: int, padding: int, queuing_seconds: Iterable[float],

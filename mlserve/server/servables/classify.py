@@ -6,27 +6,24 @@ input), and `multi_inference.cc` for the order of MultiInference's per-task chec
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mlserve.server.errors import ServingError
+from mlserve.server.observability import metrics
 
-if TYPE_CHECKING:
-    from mlserve.server.servables.savedmodel import Servable, SignatureInfo
-
-DEFAULT_SIGNATURE = "serving_default"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
+from mlserve.server.servables.signature import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, SignatureInfo,
+                                               SignatureRunner)
 
 
-def _debug_string(servable: Servable, sig: SignatureInfo) -> str:
+def _debug_string(servable: SignatureRunner, sig: SignatureInfo) -> str:
     from google.protobuf import text_format
 
     return text_format.MessageToString(servable.signature_def(sig.name))
 
 
-def check_classification(servable: Servable, sig: SignatureInfo) -> None:
+def check_classification(servable: SignatureRunner, sig: SignatureInfo) -> None:
     """classifier.cc `PreProcessClassification`."""
     if servable.method_name_check and sig.method_name != CLASSIFY_METHOD:
         raise ServingError("INVALID_ARGUMENT", "Expected classification signature method_name to be "
@@ -43,7 +40,7 @@ def check_classification(servable: Servable, sig: SignatureInfo) -> None:
                            f'one of "classes" or "scores". Signature was: {_debug_string(servable, sig)}')
 
 
-def check_regression(servable: Servable, sig: SignatureInfo) -> None:
+def check_regression(servable: SignatureRunner, sig: SignatureInfo) -> None:
     """regressor.cc `PreProcessRegression`."""
     if servable.method_name_check and sig.method_name != REGRESS_METHOD:
         raise ServingError("INVALID_ARGUMENT", "Expected regression signature method_name to be "
@@ -140,11 +137,11 @@ def fill_regression(outputs: dict[str, np.ndarray], n: int, result: Any) -> None
         result.regressions.add().value = float(v)
 
 
-def _run(servable: Servable, sig: SignatureInfo, batch: np.ndarray, wanted: tuple[str, ...]) -> dict:
+def _run(servable: SignatureRunner, sig: SignatureInfo, batch: np.ndarray, wanted: tuple[str, ...]) -> dict:
     return servable.run(sig.name, {"inputs": batch}, [k for k in wanted if k in sig.outputs])
 
 
-def classify(servable: Servable, request: Any) -> Any:
+def classify(servable: SignatureRunner, request: Any) -> Any:
     """Answer a `ClassificationRequest` with a `ClassificationResponse`."""
     from tensorflow_serving.apis import classification_pb2
 
@@ -157,7 +154,7 @@ def classify(servable: Servable, request: Any) -> Any:
     return resp
 
 
-def regress(servable: Servable, request: Any) -> Any:
+def regress(servable: SignatureRunner, request: Any) -> Any:
     """Answer a `RegressionRequest` with a `RegressionResponse`."""
     from tensorflow_serving.apis import regression_pb2
 
@@ -170,7 +167,7 @@ def regress(servable: Servable, request: Any) -> Any:
     return resp
 
 
-def multi_inference(servable: Servable, request: Any) -> Any:
+def multi_inference(servable: SignatureRunner, request: Any) -> Any:
     """Answer a `MultiInferenceRequest`: every task's checks in multi_inference.cc's order, then
     one run per task on the shared input."""
     from tensorflow_serving.apis import inference_pb2
@@ -201,13 +198,17 @@ def multi_inference(servable: Servable, request: Any) -> Any:
             raise ServingError("UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}")
         tasks.append((task.method_name, sig))
     batch = examples(request.input)
+    # multi_inference.cc: one computation for every task, the examples counted, then each result
+    # checked and filled in
+    outputs = [_run(servable, sig, batch, ("classes", "scores") if method == CLASSIFY_METHOD else ("outputs",))
+               for method, sig in tasks]
+    metrics.observe_examples(model_name, len(batch))
     resp = inference_pb2.MultiInferenceResponse()
-    for method, sig in tasks:
+    for (method, sig), out in zip(tasks, outputs):
         res = resp.results.add()
         servable.fill_spec(res.model_spec, sig.name)
         if method == CLASSIFY_METHOD:
-            fill_classification(_run(servable, sig, batch, ("classes", "scores")), len(batch),
-                                res.classification_result)
+            fill_classification(out, len(batch), res.classification_result)
         else:
-            fill_regression(_run(servable, sig, batch, ("outputs",)), len(batch), res.regression_result)
+            fill_regression(out, len(batch), res.regression_result)
     return resp

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from mlserve.server.servables.savedmodel import SignatureInfo
+    from mlserve.server.servables.signature import SignatureInfo
 
 log = logging.getLogger("mlserve.server")
 

@@ -13,83 +13,49 @@ entry into TensorFlow (see there), else through the public call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from mlserve.server.servables import classify as classify_mod
 from mlserve.server.servables import tensors
-from mlserve.server.frontends.rest.codecs.rules import tf_type_name
-from mlserve.server.errors import ServingError
+from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.servables.flatcall import FlatCaller, flat_caller
 from mlserve.server.servables.shapes import ShapeChecker
+from mlserve.server.servables.signature import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD,
+                                               REGRESS_METHOD, SignatureInfo, TensorSpec, read_meta_graph,
+                                               tensor_spec, tf_type_name)
 
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
 
-# tf.errors codes are gRPC's numbering.
-_CODE_NAMES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-               "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-               "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-               "UNAUTHENTICATED"]
+
+def _check_input_count(sent: set[str], wanted: set[str]) -> None:
+    """TF Serving's `VerifyRequestInputsSize` (predict_util.cc)."""
+    if len(sent) != len(wanted):
+        raise ServingError(
+            "INVALID_ARGUMENT",
+            f"input size does not match signature: {len(sent)}!={len(wanted)} "
+            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
+            f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+            f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
 
 
-@dataclass
-class TensorSpec:
-    key: str  # the signature's alias, e.g. "Conv1_input"
-    name: str  # the graph tensor, e.g. "serving_default_Conv1_input:0"
-    dtype: np.dtype  # object for DT_STRING
-    dtype_enum: int
-    shape: tuple[int | None, ...] | None  # None: unknown rank; None in a dim: any size
-
-
-@dataclass
-class SignatureInfo:
-    name: str
-    method_name: str
-    inputs: dict[str, TensorSpec]
-    outputs: dict[str, TensorSpec]
-
-
-def _spec(key: str, info: Any) -> TensorSpec:
-    shape = None if info.tensor_shape.unknown_rank else tuple(
-        None if d.size < 0 else d.size for d in info.tensor_shape.dim)
-    dtype = tensors.NUMPY_OF_ENUM.get(info.dtype)
-    if dtype is None:
-        import tensorflow as tf
-
-        dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
-    return TensorSpec(key=key, name=info.name, dtype=dtype, dtype_enum=info.dtype, shape=shape)
-
-
-def read_meta_graph(path: Path, tags: Sequence[str]) -> Any:
-    """The MetaGraphDef in `path/saved_model.pb` whose tag set is `tags`."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    pb = path / "saved_model.pb"
-    if not pb.is_file():
-        raise FileNotFoundError(f"SavedModel not found: no saved_model.pb in {path}")
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(pb.read_bytes())
-    wanted = set(tags)
-    for mg in saved.meta_graphs:
-        if set(mg.meta_info_def.tags) == wanted:
-            return mg
-    raise ValueError("Could not find meta graph def matching supplied tags: { "
-                     + " ".join(sorted(wanted)) + " }. To inspect available tag-sets in the "
-                     "SavedModel, please use the SavedModel CLI: `saved_model_cli`")
+def _missing_input(spec: TensorSpec, sent: Mapping[str, Any], defaults: Mapping[str, Any]) -> ServingError:
+    """TensorFlow's `saved_model::GetInputValues` (cc/saved_model/util.cc) for a signature input
+    the request lacks and no default stands in for: it lists the request's names."""
+    return ServingError(
+        "INVALID_ARGUMENT",
+        f"Signature input alias: {spec.key}(feed name: {spec.name}) not found in request and no default "
+        f"value provided. Inputs expected to be in the request {{{','.join(sorted(sent))}}}, or default "
+        f"input alias set: {','.join(sorted(defaults))}")
 
 
 def _tf_error(e: Exception) -> ServingError:
     code = getattr(e, "error_code", 2)
-    name = _CODE_NAMES[code] if 0 < code < len(_CODE_NAMES) else "UNKNOWN"
+    name = StatusCode.name_of(code)
     return ServingError(name, getattr(e, "message", None) or str(e))
 
 
@@ -113,8 +79,8 @@ class Servable:
                 continue  # e.g. __saved_model_init_op: metadata only, not callable
             self.signatures[key] = SignatureInfo(
                 name=key, method_name=sd.method_name,
-                inputs={k: _spec(k, v) for k, v in sd.inputs.items()},
-                outputs={k: _spec(k, v) for k, v in sd.outputs.items()})
+                inputs={k: tensor_spec(k, v) for k, v in sd.inputs.items()},
+                outputs={k: tensor_spec(k, v) for k, v in sd.outputs.items()})
         self._flat: dict[str, FlatCaller | None] = {
             key: flat_caller(self._functions[key], sig) for key, sig in self.signatures.items()}
         self._any_shape: dict[str, tuple[ShapeChecker, FlatCaller | None]] = {}
@@ -164,21 +130,33 @@ class Servable:
 
     # -- predict ------------------------------------------------------------------------------
 
+    def inputs_from_protos(self, sig: SignatureInfo, protos: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """A Predict request's TensorProtos as arrays, in TF Serving's order (`PreProcessPrediction`):
+        the count against the signature first (`VerifyRequestInputsSize`), then each signature
+        input, decoded only once its name is found (`saved_model::GetInputValues`), so a request
+        whose names do not fit costs nothing to decode."""
+        _check_input_count(set(protos), set(sig.inputs))
+        defaults = self._meta_graph.signature_def[sig.name].defaults
+        out: dict[str, np.ndarray] = {}
+        for key, spec in sorted(sig.inputs.items()):
+            proto = protos.get(key)
+            if proto is None:
+                if key not in defaults:
+                    raise _missing_input(spec, protos, defaults)
+                proto = defaults[key]
+            out[key] = tensors.to_ndarray(proto, key)
+        used = [k for k in protos if k in sig.inputs]
+        if len(used) != len(protos):  # a default stood in for a name the request spelt otherwise
+            raise ServingError("INVALID_ARGUMENT", "Inputs contains invalid name. Used request inputs: "
+                               f"{','.join(sorted(used))}, request input: {','.join(sorted(protos))}")
+        return out
+
     def validate(self, sig: SignatureInfo, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Check input names and dtypes against `sig` as TF Serving does; shapes are TensorFlow's."""
         if inputs.keys() != sig.inputs.keys():
-            sent, wanted = set(inputs), set(sig.inputs)
-            if len(sent) != len(wanted):
-                raise ServingError(
-                    "INVALID_ARGUMENT",
-                    f"input size does not match signature: {len(sent)}!={len(wanted)} "
-                    f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
-                    f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
-                    f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.")
-            bad = sorted(sent - wanted)[0]
-            raise ServingError("INVALID_ARGUMENT",
-                               f"input tensor alias not found in signature: {bad}. Inputs expected to "
-                               f"be in the set {{{','.join(sorted(wanted))}}}.")
+            _check_input_count(set(inputs), set(sig.inputs))
+            key = sorted(set(sig.inputs) - set(inputs))[0]
+            raise _missing_input(sig.inputs[key], inputs, {})
         out: dict[str, np.ndarray] = {}
         for key, spec in sig.inputs.items():
             arr = np.asarray(inputs[key])

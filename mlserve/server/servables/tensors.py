@@ -5,7 +5,6 @@ Python per call; the request path here is numpy only and falls back to TensorFlo
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np

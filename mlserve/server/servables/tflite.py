@@ -22,7 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlserve.server.errors import ServingError
-from mlserve.server.servables.savedmodel import Servable, SignatureInfo, _spec, read_meta_graph
+from mlserve.server.servables.savedmodel import Servable
+from mlserve.server.servables.signature import DEFAULT_SIGNATURE, SignatureInfo, read_meta_graph, tensor_spec
 
 TFLITE_FILE = "model.tflite"
 
@@ -87,8 +88,8 @@ class TFLiteServable(Servable):
             if key == pool.signature:
                 self.signatures[key] = SignatureInfo(
                     name=key, method_name=sd.method_name,
-                    inputs={k: _spec(k, v) for k, v in sd.inputs.items()},
-                    outputs={k: _spec(k, v) for k, v in sd.outputs.items()})
+                    inputs={k: tensor_spec(k, v) for k, v in sd.inputs.items()},
+                    outputs={k: tensor_spec(k, v) for k, v in sd.outputs.items()})
 
     @classmethod
     def load(cls, name: str, version: int, path: str | Path, *, tags: Sequence[str] = ("serve",),
@@ -101,7 +102,7 @@ class TFLiteServable(Servable):
         options = options or TFLiteOptions(prefer_tflite_model=True)
         meta_graph = read_meta_graph(p, tags)
         content = (p / TFLITE_FILE).read_bytes()
-        signature = "serving_default"
+        signature = DEFAULT_SIGNATURE
         try:
             pool = InterpreterPool(content, options.interpreters(), signature=signature)
         except MlserveError as e:
@@ -155,7 +156,7 @@ def check_signature(where: Path, signature_def: Any, pool: Any) -> None:
             problems.append(f"{kind}s {sorted(lite)} instead of {sorted(saved)}")
             continue
         for key in saved:
-            spec, info = _spec(key, saved[key]), lite[key]
+            spec, info = tensor_spec(key, saved[key]), lite[key]
             if np.dtype(info.dtype) != spec.dtype:
                 problems.append(f"{kind} {key} is {np.dtype(info.dtype).name}, not {spec.dtype.name}")
             elif spec.shape is not None:

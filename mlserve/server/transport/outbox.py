@@ -1,6 +1,6 @@
 """Calls from worker and batch threads that must run on an event loop: what queues meanwhile runs
 in one loop wake-up, so a batch of 30 answers costs one wake-up, not 30. Shared by the HTTP/1.1
-(`http/`) and HTTP/2 (`h2/`) transports."""
+(`http1/`) and HTTP/2 (`http2/`) transports."""
 from __future__ import annotations
 
 import asyncio

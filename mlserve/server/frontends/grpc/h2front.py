@@ -1,8 +1,8 @@
-"""TF Serving's gRPC API on our own HTTP/2 transport (`h2/`), on an event-loop thread: the
-default gRPC front-end (`--grpc_frontend=h2`; grpcio's server is the fallback, `grpc_server.py`).
+"""TF Serving's gRPC API on our own HTTP/2 transport (`transport/http2/`), on an event-loop thread: the
+default gRPC front-end (`--grpc_frontend=h2`; grpcio's server is the fallback, `grpcio/`).
 
-A call's path picks its `grpc_methods.Method`; its one request message is unpacked
-(`grpc_wire`), parsed, and answered by the same `GrpcCalls` work as under grpcio:
+A call's path picks its `methods.Method`; its one request message is unpacked
+(`wire`), parsed, and answered by the same `GrpcCalls` work as under grpcio:
 - Predict: decoded on a worker (`--grpc_max_threads`, TF Serving's 4 per CPU; with batching at
   most 2 per CPU, as REST's threads) and handed to `dataplane.predict_then`: without batching
   the worker runs the model, so a long model call never holds up other connections' I/O; with
@@ -11,7 +11,7 @@ A call's path picks its `grpc_methods.Method`; its one request message is unpack
   two thread hand-offs (measured, docs/architecture.md);
 - methods that may block for long (reload, classify, regress, multi-inference, metadata) run
   on the worker pool too, never on the loop;
-- GetModelStatus and health Check answer on the loop; health Watch streams (`grpc_health`).
+- GetModelStatus and health Check answer on the loop; health Watch streams (`health`).
 `grpc-timeout` arms a timer: DEADLINE_EXCEEDED at expiry, and the work, if not begun, is dropped.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mlserve.server.dataplane import DataPlane
 from mlserve.server.errors import ServingError
 from mlserve.server.flags import ServerOptions, schedulable_cpus
 from mlserve.server.frontends.grpc.health import CHECK, WATCH, Health
-from mlserve.server.frontends.grpc.methods import METHODS, GrpcCalls, Method, status_of
+from mlserve.server.frontends.grpc.methods import LOOP, METHODS, SPLIT, GrpcCalls, Method, status_of
 from mlserve.server.transport.http2 import H2Config, H2Connection, H2Server, Stream
 from mlserve.server.transport.loopthread import LoopThread
 from mlserve.server.observability.requestlog import RequestLog
@@ -70,8 +70,10 @@ class GrpcFrontend:
     """An `H2App` and an `AsyncServer` (for `LoopThread`)."""
 
     def __init__(self, dataplane: DataPlane, options: ServerOptions, request_log: RequestLog,
-                 config: H2Config, max_send_bytes: int = 2**31 - 1) -> None:
+                 config: H2Config, max_send_bytes: int = 2**31 - 1,
+                 methods: dict[str, Method] | None = None) -> None:
         self.dataplane = dataplane
+        self.methods = METHODS if methods is None else methods  # path -> Method
         self.calls = GrpcCalls(dataplane, request_log, tensor_content=options.enable_serialization_as_tensor_content)
         self.http = H2Server(self, config, dataplane.budget)
         self.max_message = config.max_body_bytes - 5
@@ -107,7 +109,7 @@ class GrpcFrontend:
     def request(self, conn: H2Connection, stream: Stream) -> None:
         headers = stream.headers
         path = headers.get(b":path", b"").decode("latin-1")
-        method = METHODS.get(path)
+        method = self.methods.get(path)
         call = Call(conn, stream, method, headers.get(b"grpc-encoding"))
         stream.app, stream.on_cancel = call, call.cancel
         if method is None and not (self.health is not None and path in (CHECK, WATCH)):
@@ -137,23 +139,23 @@ class GrpcFrontend:
                 raise ServingError("INVALID_ARGUMENT", "Could not parse the request message") from None
             if method is None:
                 self._health(call, request)
-            elif method.name == "Predict":
-                self._predict(call, request, len(stream.body))
-            elif method.slow:
-                self._submit(self._job, call, request)
-            else:
+            elif method.dispatch == SPLIT:
+                self._split(call, request, len(stream.body))
+            elif method.dispatch == LOOP:
                 self._reply(call, *self.calls.run(method, request, self._left(call)))
+            else:
+                self._submit(self._job, call, request)
         except Exception as e:  # noqa: BLE001 - every failure is a status
             code, message = status_of(e, method.name if method else "")
             self._finish(call, request, code, message)
 
     # -- methods ------------------------------------------------------------------------------
 
-    def _predict(self, call: Call, request: Any, size: int) -> None:
+    def _split(self, call: Call, request: Any, size: int) -> None:
         if size > INLINE_MAX_BYTES or len(self.http.connections) > 1:
-            self._submit(self._predict_now, call, request)
+            self._submit(self._split_now, call, request)
             return
-        self._predict_now(call, request)
+        self._split_now(call, request)
 
     def _submit(self, job: Any, call: Call, request: Any) -> None:
         try:
@@ -161,31 +163,33 @@ class GrpcFrontend:
         except RuntimeError:  # the pool is shut down: the server is stopping
             raise ServingError("UNAVAILABLE", "Server is shutting down") from None
 
-    def _predict_now(self, call: Call, request: Any) -> None:
+    def _split_now(self, call: Call, request: Any) -> None:
         """Decode and hand to the data plane; `done` answers (on a batch thread with batching)."""
         if call.done:
             return
-        calls = self.calls
+        method = call.method
+        start = getattr(self.calls, method.call + "_start")
+        finish = getattr(self.calls, method.call + "_finish")
         try:
-            servable, signature, inputs, output_filter = calls.predict_start(request)
+            servable, signature, inputs, output_filter = start(request)
         except Exception as e:  # noqa: BLE001
-            self._post(self._finish, call, request, *status_of(e, "Predict"))
+            self._post(self._finish, call, request, *status_of(e, method.name))
             return
 
         def done(outputs: Any, error: BaseException | None) -> None:
             response = None
             if error is None:
                 try:
-                    response = calls.predict_finish(servable, signature, outputs, output_filter)
+                    response = finish(servable, signature, outputs, output_filter)
                 except Exception as e:  # noqa: BLE001
                     error = e
-            code, message = status_of(error, "Predict") if error is not None else ("OK", "")
+            code, message = status_of(error, method.name) if error is not None else ("OK", "")
             self._post(self._finish, call, request, code, message, response)
 
         try:
             self.dataplane.predict_then(servable, signature, inputs, done)
         except Exception as e:  # noqa: BLE001 - what the batcher refuses at once
-            self._post(self._finish, call, request, *status_of(e, "Predict"))
+            self._post(self._finish, call, request, *status_of(e, method.name))
 
     def _job(self, call: Call, request: Any) -> None:
         """Worker thread: a slow method's work, unless its deadline passed meanwhile."""
@@ -280,7 +284,8 @@ def h2_config(options: ServerOptions) -> tuple[H2Config, int]:
                       max_header_list_bytes=int(args.get("grpc.max_metadata_size", options.http_max_header_bytes)),
                       max_body_bytes=receive + 5, max_inflight_bytes=options.max_inflight_bytes,
                       preface_timeout=options.http_header_timeout_seconds, idle_timeout=max(idle_ms, 0) / 1000,
-                      stall_timeout=options.http_body_timeout_seconds, max_connections=options.http_max_connections,
+                      stall_timeout=options.http_body_timeout_seconds,
+                      send_timeout=options.http_body_timeout_seconds, max_connections=options.http_max_connections,
                       max_unsent_bytes=options.http_max_unsent_bytes)
     return config, send if send >= 0 else 2**31 - 1
 

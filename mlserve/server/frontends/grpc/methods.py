@@ -1,6 +1,6 @@
 """TF Serving's gRPC methods, each written once: request proto (+ seconds left) -> response
-proto, raising `ServingError`. Both gRPC front-ends call these: `grpc_servicers.py` (grpcio)
-and `grpc_frontend.py` (our HTTP/2). `GrpcCalls.finish` is the one place that counts a call in
+proto, raising `ServingError`. Both gRPC front-ends call these: `grpcio/servicers.py` (grpcio)
+and `h2front.py` (our HTTP/2). `GrpcCalls.finish` is the one place that counts a call in
 the metrics and the request log.
 """
 from __future__ import annotations
@@ -14,20 +14,14 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, model_management_pb2, predict_pb2, regression_pb2)
 
 from mlserve.server.observability import metrics
-from mlserve.server.servables import tensors
 from mlserve.server.dataplane import DataPlane, ModelRef
-from mlserve.server.errors import ServingError
+from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.observability.requestlog import RequestLog
 
 log = logging.getLogger("mlserve.server.grpc")
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-# grpc.StatusCode's numbers (the gRPC spec's), so this module needs no grpcio
-CODE_NUMBERS = {name: i for i, name in enumerate((
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"))}
 
 
 def ref_of(model_spec: Any) -> ModelRef:
@@ -50,13 +44,20 @@ def spec_of(request: Any) -> Any:
     return request.model_spec
 
 
+# How a front-end runs a method (grpc/h2front.py): LOOP answers on the event loop (cheap and never
+# blocking); WORKER runs the whole call on a worker thread (it may block for long: a reload for
+# seconds); SPLIT decodes with `<call>_start`, hands the inputs to the data plane, and encodes
+# with `<call>_finish` when the data plane (perhaps a batch thread) answers.
+LOOP, WORKER, SPLIT = "loop", "worker", "split"
+
+
 @dataclass(frozen=True)
 class Method:
     service: str
     name: str
     request_type: Any  # the request proto class
-    call: str  # the GrpcCalls method that does the work
-    slow: bool  # may block for long (runs off the event loop in grpc_frontend)
+    call: str  # the GrpcCalls method that does the work (`<call>_start`/`<call>_finish` when SPLIT)
+    dispatch: str  # where a front-end runs it: LOOP, WORKER (may block for long) or SPLIT
 
     @property
     def path(self) -> str:
@@ -69,15 +70,15 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.path: m for m in (
-    Method(PREDICTION_SERVICE, "Predict", predict_pb2.PredictRequest, "predict", False),
-    Method(PREDICTION_SERVICE, "Classify", classification_pb2.ClassificationRequest, "classify", True),
-    Method(PREDICTION_SERVICE, "Regress", regression_pb2.RegressionRequest, "regress", True),
-    Method(PREDICTION_SERVICE, "MultiInference", inference_pb2.MultiInferenceRequest, "multi_inference", True),
+    Method(PREDICTION_SERVICE, "Predict", predict_pb2.PredictRequest, "predict", SPLIT),
+    Method(PREDICTION_SERVICE, "Classify", classification_pb2.ClassificationRequest, "classify", WORKER),
+    Method(PREDICTION_SERVICE, "Regress", regression_pb2.RegressionRequest, "regress", WORKER),
+    Method(PREDICTION_SERVICE, "MultiInference", inference_pb2.MultiInferenceRequest, "multi_inference", WORKER),
     Method(PREDICTION_SERVICE, "GetModelMetadata", get_model_metadata_pb2.GetModelMetadataRequest,
-           "get_model_metadata", True),
-    Method(MODEL_SERVICE, "GetModelStatus", get_model_status_pb2.GetModelStatusRequest, "get_model_status", False),
+           "get_model_metadata", WORKER),
+    Method(MODEL_SERVICE, "GetModelStatus", get_model_status_pb2.GetModelStatusRequest, "get_model_status", LOOP),
     Method(MODEL_SERVICE, "HandleReloadConfigRequest", model_management_pb2.ReloadConfigRequest,
-           "handle_reload_config_request", True),
+           "handle_reload_config_request", WORKER),
 )}
 
 
@@ -109,7 +110,7 @@ class GrpcCalls:
         metrics.observe_request(model, method.name, "GRPC", code, elapsed)
         if self.request_log.enabled:
             self.request_log.request(
-                api="grpc", method=method.name, path=method.path, status=CODE_NUMBERS.get(code, 2),
+                api="grpc", method=method.name, path=method.path, status=StatusCode.number(code),
                 code=code, model=model, seconds=elapsed,
                 response_bytes=response.ByteSize() if response is not None else 0,
                 request_bytes=request.ByteSize() if request is not None else 0, error=message or None)
@@ -120,7 +121,7 @@ class GrpcCalls:
         """Look up and decode: (servable, signature name, inputs, output filter)."""
         servable = self.dataplane.servable(ref_of(spec_of(request)))
         sig = servable.signature(request.model_spec.signature_name)
-        inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
+        inputs = servable.inputs_from_protos(sig, request.inputs)
         output_filter = list(request.output_filter) or None
         if output_filter:
             servable.check_output_filter(sig, output_filter)
@@ -155,10 +156,11 @@ class GrpcCalls:
         fields = list(request.metadata_field)
         if not fields:
             raise ServingError("INVALID_ARGUMENT", "GetModelMetadataRequest must specify at least one metadata_field")
-        resp = get_model_metadata_pb2.GetModelMetadataResponse()
-        for field in fields:  # get_model_metadata_impl.cc: each field in turn
+        for field in fields:  # get_model_metadata_impl.cc: ValidateGetModelMetadataRequest, before any lookup
             if field != "signature_def":
-                raise ServingError("INVALID_ARGUMENT", f"MetadataField {field} is not supported")
+                raise ServingError("INVALID_ARGUMENT", f"Metadata field {field} is not supported")
+        resp = get_model_metadata_pb2.GetModelMetadataResponse()
+        for field in fields:  # then each field in turn (all signature_def: the loop's other arm is unreachable)
             meta = self.dataplane.metadata(ref_of(spec))
             resp.model_spec.name = meta.name
             resp.model_spec.version.value = meta.version
@@ -175,7 +177,7 @@ class GrpcCalls:
             entry = resp.model_version_status.add()
             entry.version = s.version
             entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(s.state)
-            entry.status.error_code = CODE_NUMBERS.get(s.error_code, 2)
+            entry.status.error_code = StatusCode.number(s.error_code)
             entry.status.error_message = s.error_message
         return resp
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from mlserve.server.errors import ServingError
-from mlserve.server.frontends.grpc.methods import CODE_NUMBERS
+from mlserve.server.errors import ServingError, StatusCode
 from mlserve.server.transport.http2.frames import encode_headers
 
 ACCEPT_ENCODING = b"identity,deflate,gzip"
@@ -31,7 +30,7 @@ def percent_encode(message: str) -> bytes:
 def trailers_only(code: str, message: str) -> bytes:
     """A Trailers-Only answer: one header block with the status (an error, or a call that ends
     with nothing to send)."""
-    return encode_headers([*_BASE, (b"grpc-status", str(CODE_NUMBERS.get(code, 2)).encode()),
+    return encode_headers([*_BASE, (b"grpc-status", str(StatusCode.number(code)).encode()),
                            (b"grpc-message", percent_encode(message[:4096]))])
 
 
@@ -39,7 +38,7 @@ def trailers(code: str, message: str) -> bytes:
     """Trailers after messages were sent."""
     if code == "OK":
         return OK_TRAILERS
-    return encode_headers([(b"grpc-status", str(CODE_NUMBERS.get(code, 2)).encode()),
+    return encode_headers([(b"grpc-status", str(StatusCode.number(code)).encode()),
                            (b"grpc-message", percent_encode(message[:4096]))])
 
 

@@ -12,8 +12,8 @@ mlserve extensions:
     GET  /v2/health/live         200 while the process serves
     GET  /v2/health/ready        200 when every model has an AVAILABLE version, else 503
 
-URLs are read as TF Serving reads them, query string included (`restpaths`).
-Errors are `{"error": "<message>"}` with TF Serving's status mapping (errors.HTTP_STATUS).
+URLs are read as TF Serving reads them, query string included (`paths`).
+Errors are `{"error": "<message>"}` with TF Serving's status mapping (errors.StatusCode).
 Model calls never run on the event loop (but for a lone client, see `_start_inference`): a
 request is parsed, run and encoded in one hop to a `WorkerPool` (`--rest_api_num_threads`) or,
 with batching, parsed there and answered from the batch thread through the HTTP server's outbox.
@@ -34,7 +34,8 @@ from mlserve.server.frontends.rest import codecs
 from mlserve.server.observability import metrics
 from mlserve.server.dataplane import DataPlane, ModelMetadata, ModelRef
 from mlserve.server.transport.deadlines import DeadlineQueue
-from mlserve.server.errors import HTTP_STATUS, ServingError
+from mlserve.server.errors import ServingError, http_status
+from mlserve.server.servables.signature import DEFAULT_SIGNATURE
 from mlserve.server.flags import ServerOptions, schedulable_cpus
 from mlserve.server.transport.http1 import Connection, HttpConfig, HttpServer, Request
 from mlserve.server.transport.loopthread import LoopThread
@@ -107,7 +108,7 @@ class RestServer:
         return codecs.encode_error(message)
 
     def handle(self, conn: Connection, req: Request) -> None:
-        """Route one request (on the loop) as TF Serving's net_http does (see `restpaths`)."""
+        """Route one request (on the loop) as TF Serving's net_http does (see `paths`)."""
         if req.method not in LIBEVENT_METHODS:
             self._libevent_error(conn, req, 501, "Not Implemented")
             return
@@ -161,7 +162,7 @@ class RestServer:
                                      request_bytes=len(req.body), error=error)
 
     def _error(self, conn: Connection, req: Request, path: str, e: ServingError, api: str, model: str) -> None:
-        self._finish(conn, req, path, HTTP_STATUS.get(e.code, 500), codecs.encode_error(e.message),
+        self._finish(conn, req, path, http_status(e.code), codecs.encode_error(e.message),
                      api=api, model=model, code=e.code, error=e.message)
 
     def _v1(self, conn: Connection, req: Request, path: str) -> None:
@@ -285,7 +286,7 @@ class RestServer:
             _reply_error(reply, e, api)
 
     def _predict(self, reply: Reply, servable: Any, doc: dict, body: bytes, batch: bool) -> None:
-        sig_name = codecs.signature_name(doc) or "serving_default"
+        sig_name = codecs.signature_name(doc) or DEFAULT_SIGNATURE
         key = (id(servable), sig_name)
         dtypes = self._input_dtypes.get(key)
         if dtypes is None:
@@ -334,7 +335,7 @@ def _abandoned(reply: Reply) -> bool:
 def _reply_error(reply: Reply, e: BaseException, api: str) -> None:
     """Answer `e`: a ServingError with TF Serving's code and status, anything else as INTERNAL."""
     if isinstance(e, ServingError):
-        reply(HTTP_STATUS.get(e.code, 500), codecs.encode_error(e.message), e.code)
+        reply(http_status(e.code), codecs.encode_error(e.message), e.code)
         return
     log.error("REST %s failed", api, exc_info=e)
     reply(500, codecs.encode_error(str(e)), "INTERNAL")

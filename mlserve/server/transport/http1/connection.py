@@ -19,16 +19,16 @@ import asyncio
 import email.utils
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import httptools
 
-if TYPE_CHECKING:
-    from mlserve.server.transport.http1.server import HttpServer
+from mlserve.server.transport.budget import InflightBudget
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 414: "URI Too Long",
-            429: "Too Many Requests", 431: "Request Header Fields Too Large", 499: "Client Closed Request", 500: "Internal Server Error", 501: "Not Implemented",
+            429: "Too Many Requests", 431: "Request Header Fields Too Large", 499: "Client Closed Request",
+            500: "Internal Server Error", 501: "Not Implemented",
             503: "Service Unavailable", 504: "Gateway Timeout"}
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()}
 _CORS = (b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: POST, GET\r\n"
@@ -88,11 +88,24 @@ class Request:
         return (self.url[:q] if q >= 0 else self.url).decode("latin-1")
 
 
+class Owner(Protocol):
+    """What a `Connection` needs of the server that accepted it (`server.HttpServer`)."""
+
+    app: Any  # the HttpApp: handle(conn, req), error_body(message)
+    budget: InflightBudget
+    connections: set[Connection]
+    heads: HeadCache
+    loop: asyncio.AbstractEventLoop
+    max_connections: int
+    refused: int
+    stopping: bool
+
+
 class Connection(asyncio.Protocol):
     """One client connection: parse with httptools, hand complete requests to the app one at a
     time, write their answers strictly in order."""
 
-    def __init__(self, server: "HttpServer") -> None:
+    def __init__(self, server: Owner) -> None:
         self.server = server
         self.config = server.config
         self.transport: asyncio.Transport | None = None

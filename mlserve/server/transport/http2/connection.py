@@ -15,20 +15,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from mlserve.server.transport.budget import InflightBudget
 from mlserve.server.transport.http2 import frames as f
-from mlserve.server.transport.http2.stream import H2App, Headers, Stream  # noqa: F401 - re-exported
+from mlserve.server.transport.http2.config import H2Config
+from mlserve.server.transport.http2.stream import Headers, Stream  # noqa: F401 - re-exported
 from mlserve.server.transport.http2.writer import StreamWriter
-
-if TYPE_CHECKING:
-    from mlserve.server.transport.http2.server import H2Server
 
 log = logging.getLogger("mlserve.server.h2")
 
 
+class H2App(Protocol):
+    def request(self, conn: H2Connection, stream: Stream) -> None: ...
+
+    def body(self, conn: H2Connection, stream: Stream) -> None: ...
+
+    def refuse(self, conn: H2Connection, stream: Stream, why: str) -> None: ...
+
+
+class Owner(Protocol):
+    """What an `H2Connection` needs of the server that accepted it (`server.H2Server`)."""
+
+    app: H2App
+    config: H2Config
+    budget: InflightBudget
+    connections: set[H2Connection]
+    stopping: bool
+
+
 class H2Connection(StreamWriter, asyncio.Protocol):
-    def __init__(self, server: "H2Server") -> None:
+    def __init__(self, server: Owner) -> None:
         import hpack
 
         self.server, self.app, self.config = server, server.app, server.config
@@ -50,12 +67,15 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         self._out: list[bytes] = []
         self._reading = False
         self.write_paused = False
+        self.flood_counts: dict[str, int] = {}
+        self.flood_since = self.opened
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        if len(self.server.connections) >= self.config.max_connections or self.server.stopping:
+        if self.server.stopping or (len(self.server.connections) >= self.config.max_connections
+                                    and not self.server.make_room()):
             transport.close()
             self.transport = None
             return
@@ -112,6 +132,22 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.transport.write(b"".join(self._out))
         self._out.clear()
 
+    def _flood(self, what: str) -> None:
+        """Count one `what` frame (an `H2Config.max_<what>` limit) in this window; past the
+        limit: GOAWAY ENHANCE_YOUR_CALM and close."""
+        limit = getattr(self.config, "max_" + what)
+        if not limit:
+            return
+        now = time.monotonic()
+        if now - self.flood_since > self.config.flood_window:
+            self.flood_counts.clear()
+            self.flood_since = now
+        n = self.flood_counts[what] = self.flood_counts.get(what, 0) + 1
+        if n > limit:
+            log.info("HTTP/2 flood: more than %d %s in %g s; closing", limit, what, self.config.flood_window)
+            raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, f"more than {limit} {what.replace('_', ' ')} "
+                                                          f"in {self.config.flood_window:g} s")
+
     # -- reading ---------------------------------------------------------------------------
 
     def _read(self, data: bytes) -> None:
@@ -149,6 +185,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on stream 0")
             payload = f.unpad(flags, payload)
             if flags & f.PRIORITY:
+                if len(payload) < 5:
+                    raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "HEADERS shorter than its priority")
+                _check_dependency(sid, payload)
                 payload = payload[5:]
             self._block(sid, flags, bytearray(payload))
         elif kind == f.CONTINUATION:
@@ -165,15 +204,19 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if len(payload) != 8 or sid:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR if sid == 0 else f.PROTOCOL_ERROR, "bad PING")
             if not flags & f.ACK:
+                self._flood("pings")
                 self._out.append(f.frame(f.PING, f.ACK, 0, payload))
         elif kind == f.RST_STREAM:
             if not sid or len(payload) != 4:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad RST_STREAM")
             stream = self.streams.get(sid)
             if stream is not None:
+                self._flood("client_resets")
                 self._close(stream, cancelled=True)
             elif sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+            else:
+                self._flood("closed_stream_frames")
         elif kind == f.GOAWAY:
             self.draining = True  # the peer opens nothing new; what is open finishes
             if not self.streams and self.transport is not None:
@@ -181,9 +224,14 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         elif kind == f.PRIORITY_FRAME:
             if len(payload) != 5:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "bad PRIORITY")
+            if not sid:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
+            self._flood("priority")
+            _check_dependency(sid, payload)
         elif kind == f.PUSH_PROMISE:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-        # other frame types are ignored (§4.1)
+        else:  # other frame types are ignored (§4.1), up to a limit
+            self._flood("unknown_frames")
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         if not sid:
@@ -200,8 +248,11 @@ class H2Connection(StreamWriter, asyncio.Protocol):
         if stream is None or stream.remote_done:
             if sid > self.last_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on an idle stream")
+            self._flood("closed_stream_frames")
             return  # a stream we reset or answered already
         body = f.unpad(flags, payload)
+        if not body and not flags & f.END_STREAM:
+            self._flood("empty_data")
         if not stream.discard:
             stream.body += body
             within = self.server.budget.charge(len(body))
@@ -261,16 +312,21 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             self.app.body(self, stream)
 
     def _decode(self, block: bytes) -> dict[bytes, bytes]:
-        # A block that adds nothing to the dynamic table decodes the same way until the table
-        # changes: clients repeat their headers as index references, so most blocks hit.
+        # A block that leaves the dynamic table as it was decodes the same way until the table
+        # changes: clients repeat their headers as index references, so most blocks hit. "As it
+        # was" is the same newest entry object and count: with a full table, an insert that evicts
+        # one entry keeps the count (issue #21), but the newest entry is then a new object. A
+        # block that opens with a table size update is never kept (its replay must apply it).
         cached = self.header_cache.get(block)
         if cached is not None:
             return cached
-        before = len(self.decoder.header_table.dynamic_entries)
+        entries = self.decoder.header_table.dynamic_entries
+        count, newest = len(entries), entries[0] if entries else None
         headers = dict(self.decoder.decode(block, raw=True))
-        if len(self.decoder.header_table.dynamic_entries) != before:
+        if len(entries) != count or (entries[0] if entries else None) is not newest:
             self.header_cache.clear()
-        elif len(self.header_cache) < 256:
+        elif (len(self.header_cache) < self.config.hpack_cache_blocks
+              and len(block) <= self.config.hpack_cache_block_bytes and block[:1] and block[0] & 0xE0 != 0x20):
             self.header_cache[block] = headers
         return headers
 
@@ -281,13 +337,13 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             if payload:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             return
+        self._flood("settings")
+        window = None
         for key, value in f.parse_settings(payload):
             if key == f.INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
                     raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
-                delta, self.peer_window = value - self.peer_window, value
-                for stream in self.streams.values():
-                    stream.window += delta
+                window = value  # applied once, the last value: a frame of thousands costs one pass
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_FRAME_SIZE <= value <= 2**24 - 1:
                     raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE")
@@ -296,6 +352,12 @@ class H2Connection(StreamWriter, asyncio.Protocol):
                 self.table_update = f.hpack_int(min(value, 4096), 5, 0x20)
             elif key == f.ENABLE_PUSH and value > 1:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad ENABLE_PUSH")
+        if window is not None and window != self.peer_window:
+            delta, self.peer_window = window - self.peer_window, window
+            for stream in self.streams.values():
+                stream.window += delta
+                if stream.window > f.MAX_WINDOW:
+                    raise f.ConnectionError_(f.FLOW_CONTROL_ERROR, "a stream window past 2^31-1")
         self._out.append(f.frame(f.SETTINGS, f.ACK, 0))
         self._push_all()
 
@@ -312,6 +374,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             return
         stream = self.streams.get(sid)
         if stream is None:
+            if sid > self.last_id:
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+            self._flood("closed_stream_frames")
             return
         if not increment or stream.window + increment > f.MAX_WINDOW:
             self._out.append(f.rst_stream(sid, f.FLOW_CONTROL_ERROR if increment else f.PROTOCOL_ERROR))
@@ -319,3 +384,9 @@ class H2Connection(StreamWriter, asyncio.Protocol):
             return
         stream.window += increment
         self._push(stream)
+
+
+def _check_dependency(sid: int, priority: bytes) -> None:
+    """RFC 9113 §5.3.1: a stream cannot depend on itself."""
+    if int.from_bytes(priority[:4], "big") & 0x7FFFFFFF == sid:
+        raise f.ConnectionError_(f.PROTOCOL_ERROR, f"stream {sid} depends on itself")

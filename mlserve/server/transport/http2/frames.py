@@ -25,7 +25,7 @@ DEFAULT_WINDOW = 65535
 DEFAULT_FRAME_SIZE = 16384
 
 
-class ConnectionError_(Exception):  # noqa: N801 - not the builtin
+class ConnectionError_(Exception):  # noqa: N801, N818 - the builtin's name, kept apart
     """A connection error (§5.4.1): answered with GOAWAY(code) and the connection closed."""
 
     def __init__(self, code: int, reason: str) -> None:

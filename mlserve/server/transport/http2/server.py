@@ -23,6 +23,7 @@ class H2Server:
         self.app, self.config = app, config
         self.connections: set[H2Connection] = set()
         self.stopping = False
+        self.evicted = 0  # idle connections closed to make room at max_connections
         # request bytes received and not yet answered: shared with other front-ends
         self.budget = budget or InflightBudget(config.max_inflight_bytes)
         self.port = 0
@@ -58,10 +59,30 @@ class H2Server:
             if conn.transport is not None:
                 conn.transport.close()
 
+    def make_room(self) -> bool:
+        """At `max_connections`: close one connection with no stream open, so that a flood of
+        idle connections cannot lock new clients out. A connection that never opened a stream
+        goes first, then the one idle longest. False when every connection has work in flight."""
+        victim = None
+        for conn in self.connections:
+            if conn.streams or conn.transport is None:
+                continue
+            if victim is None or (conn.last_id == 0, -conn.last_active) > (victim.last_id == 0, -victim.last_active):
+                victim = conn
+        if victim is None:
+            return False
+        self.evicted += 1
+        self.connections.discard(victim)
+        victim.shutdown()  # GOAWAY NO_ERROR naming the last stream it used: it may retry
+        if victim.transport is not None:
+            victim.transport.close()
+        return True
+
     def _sweep(self) -> None:
         """Once a second: close a connection whose preface is late or that sat idle (no open
         stream) past the idle timeout, or whose client took no answer bytes for that long;
-        reset a stream whose request body is late."""
+        reset a stream whose request body is late, or whose answer waited on the client's
+        flow-control window past `send_timeout`."""
         now, config = time.monotonic(), self.config
         for conn in list(self.connections):
             if conn.transport is None:
@@ -79,7 +100,12 @@ class H2Server:
                     conn.shutdown()
                 continue
             for stream in list(conn.streams.values()):
-                if not stream.remote_done and now - stream.started > config.stall_timeout:
+                late_body = not stream.remote_done and now - stream.started > config.stall_timeout
+                # an answer the client's window has held back too long: the reset releases the
+                # request's budget charge (a zero-window client would otherwise hold it for ever)
+                held = (stream.blocked_since is not None and config.send_timeout
+                        and now - stream.blocked_since > config.send_timeout)
+                if late_body or held:
                     conn.reset(stream, f.CANCEL)
                     if stream.on_cancel is not None:
                         stream.on_cancel()

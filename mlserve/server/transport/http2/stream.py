@@ -1,11 +1,9 @@
-"""A stream's state, and what an application on the HTTP/2 transport implements (`H2App`)."""
+"""A stream's state (what an application on the HTTP/2 transport implements, `H2App`, is in
+`connection.py` beside the connection it is handed)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Protocol
-
-if TYPE_CHECKING:
-    from mlserve.server.transport.http2.connection import H2Connection
+from typing import Any, Callable
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -15,7 +13,8 @@ class Stream:
     is gone; `on_cancel` (set by the app) runs when the peer resets it or leaves."""
 
     __slots__ = ("id", "headers", "body", "window", "out", "trailer", "remote_done", "local_done",
-                 "closed", "started", "unacked", "discard", "on_cancel", "app")
+                 "closed", "started", "unacked", "discard", "on_cancel", "app",
+                 "blocked_since")
 
     def __init__(self, stream_id: int, headers: dict[bytes, bytes], window: int) -> None:
         self.id, self.headers, self.body, self.window = stream_id, headers, bytearray(), window
@@ -26,11 +25,5 @@ class Stream:
         self.unacked = 0  # DATA bytes received since our last WINDOW_UPDATE for this stream
         self.on_cancel: Callable[[], None] | None = None
         self.app: Any = None
-
-
-class H2App(Protocol):
-    def request(self, conn: H2Connection, stream: Stream) -> None: ...
-
-    def body(self, conn: H2Connection, stream: Stream) -> None: ...
-
-    def refuse(self, conn: H2Connection, stream: Stream, why: str) -> None: ...
+        # when the answer first waited on the client's flow-control window (None: it does not)
+        self.blocked_since: float | None = None

@@ -107,6 +107,11 @@ class StreamWriter:
             del out[:n]
             self.send_window -= n
             stream.window -= n
+        if out:  # the rest waits on the client's window: the sweep's send timeout counts from here
+            if stream.blocked_since is None:
+                stream.blocked_since = time.monotonic()
+        else:
+            stream.blocked_since = None
         if not out and stream.trailer is not None:
             self._header_frames(stream.id, stream.trailer, end_stream=True)
             stream.trailer = None

@@ -1,11 +1,11 @@
-"""The gRPC server: `start_grpc` picks the front-end (`--grpc_frontend`: our HTTP/2 one,
-`grpc_frontend.py`, by default; grpcio's server here as the fallback), which binds, serves the TF
-Serving services (and grpc.health.v1 when asked) and drains on stop."""
+"""grpcio's gRPC server, the fallback front-end (`--grpc_frontend=grpcio`; `grpc/start.py` picks
+one): binds, serves the TF Serving services over `grpc/methods.py` (and grpc.health.v1 when asked)
+and drains on stop."""
 from __future__ import annotations
 
 import logging
 from concurrent import futures
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -96,25 +96,3 @@ class GrpcServer:
             self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait(grace + 1)
         self._server = None
-
-
-class GrpcFront(Protocol):
-    port: int
-
-    def stop(self, grace: float = 5.0) -> None: ...
-
-
-def start_grpc(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog) -> GrpcFront:
-    """Start the gRPC front-end `--grpc_frontend` names; grpcio when a `--grpc_channel_arguments`
-    key means nothing to ours (one log line says which). OSError when it cannot bind."""
-    from mlserve.server.frontends.grpc.h2front import serve_grpc_h2, unmapped_arguments
-
-    if options.grpc_frontend == "h2":
-        unmapped = unmapped_arguments(options)
-        if not unmapped:
-            return serve_grpc_h2(dataplane, options, request_log)
-        log.info("gRPC on grpcio: --grpc_channel_arguments %s not mapped by the HTTP/2 front-end",
-                 ",".join(unmapped))
-    server = GrpcServer(dataplane, options, request_log)
-    server.start()
-    return server

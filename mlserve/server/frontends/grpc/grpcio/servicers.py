@@ -1,7 +1,7 @@
 """TF Serving's gRPC API on grpcio (the `--grpc_frontend=grpcio` fallback): PredictionService and
 ModelService servicers on the official stubs of `tensorflow_serving.apis`.
 
-Each method's work is `grpc_methods.GrpcCalls` (shared with the HTTP/2 front-end); a
+Each method's work is `methods.GrpcCalls` (shared with the HTTP/2 front-end); a
 `ServingError` becomes the call's status with TF Serving's code and message.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from mlserve.server.dataplane import DataPlane
-from mlserve.server.frontends.grpc.methods import (CODE_NUMBERS, METHODS, MODEL_SERVICE, PREDICTION_SERVICE,  # noqa: F401
+from mlserve.server.frontends.grpc.methods import (METHODS, MODEL_SERVICE, PREDICTION_SERVICE,  # noqa: F401
                                          GrpcCalls, ref_of, spec_of)
 from mlserve.server.observability.requestlog import RequestLog
 

@@ -90,7 +90,7 @@ def _parse_as_rapidjson_does(body: bytes, e: orjson.JSONDecodeError) -> Any:
         doc = json.loads(rapidreader.standard_literals(body))
     except RecursionError:
         raise bad("JSON Parse error: nesting too deep at offset: 0") from None
-    except ValueError as e2:  # what neither reads (invalid UTF-8, "Inf"): orjson's error in rapidjson's words
+    except ValueError:  # what neither reads (invalid UTF-8, "Inf"): orjson's error in rapidjson's words
         raise bad(rapidjson.parse_error(e.msg, body, e.pos)) from None
     if _depth_exceeds(doc, MAX_RANK + 2):
         raise bad(f"JSON Parse error: nesting deeper than {MAX_RANK + 2} levels") from None

@@ -2,33 +2,17 @@
 range a JSON number must fit for an integer tensor (the `signature_name` check is `jsondoc.signature_name`)."""
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from mlserve.server.errors import ServingError
+from mlserve.server.servables.signature import tf_type_name  # noqa: F401 - the codecs' import of it
 
 MAX_RANK = 64  # numpy's own limit; deeper lists are rejected with 400 before any recursion
-
-_TF_TYPE_NAMES = {
-    "float32": "float", "float64": "double", "float16": "half", "int32": "int32", "int64": "int64",
-    "int16": "int16", "int8": "int8", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
-    "uint64": "uint64", "bool": "bool", "object": "string", "bytes": "string", "str": "string",
-}
-
 
 def bad(message: str) -> ServingError:
     """INVALID_ARGUMENT (HTTP 400) with `message`: what every malformed request raises."""
     return ServingError("INVALID_ARGUMENT", message)
-
-
-def tf_type_name(dtype: Any) -> str:
-    """TensorFlow's DataTypeString for a numpy dtype (``float``, ``int64``, ``string``...)."""
-    dt = np.dtype(dtype)
-    if dt.kind in "OSU":
-        return "string"
-    return _TF_TYPE_NAMES.get(dt.name, dt.name)
-
 
 
 def int_bounds(dtype: np.dtype) -> tuple[int, int]:
