@@ -21,6 +21,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -143,8 +144,6 @@ def create_app(config: UiConfig) -> Starlette:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
-
-    from starlette.middleware.base import BaseHTTPMiddleware
 
     routes = [
         Route("/", index),
