@@ -130,7 +130,7 @@ def create_app(config: UiConfig) -> Starlette:
         finally:
             client.close()
         if status == 200:
-            body["metrics"] = {"available": True, **live.add(page.decode("utf-8", "replace"))}
+            body["metrics"] = {"available": True, **live.add(page.decode("utf-8", "replace"), backend.own_errors[0])}
         else:
             body["metrics"] = {
                 "available": False,

@@ -18,6 +18,7 @@ from mlserve.errors import MlserveError, UsageError
 
 KNOWN_LABELS = ("stable", "canary")  # asked of the server by name: TF Serving lists no labels
 MAX_TARGETS = 2  # the page compares at most two versions side by side
+LABEL_PROBE_S = 10.0  # how often the labels are asked of the server (the page polls every 1.5 s)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Backend:
     grpc_server: str | None = None
     timeout: float = 10.0
     config_file: Path | None = None  # a model config file: its labels and its `mlserve history`
+    # the app's own failed requests (a label the server lacks): the live panel leaves them out
+    own_errors: list[int] = field(default_factory=lambda: [0])
+    probed: dict[str, tuple[float, int | None]] = field(default_factory=dict)  # label -> (when, version)
 
     @property
     def transport(self) -> str:
@@ -105,7 +109,12 @@ class Backend:
         for label in KNOWN_LABELS:
             if label in found:
                 continue
-            version = _metadata_version(client, ModelTarget(self.model, label=label))
+            when, version = self.probed.get(label, (0.0, None))
+            if time.monotonic() - when > LABEL_PROBE_S:  # labels move rarely: ask now and then
+                version = _metadata_version(client, ModelTarget(self.model, label=label))
+                if version is None:
+                    self.own_errors[0] += 1
+                self.probed[label] = (time.monotonic(), version)
             if version is not None:
                 found[label] = version
         return found

@@ -2,7 +2,10 @@
 
 The names are TF Serving's (mlserve/server/observability/metrics.py writes the same ones):
 `:tensorflow:serving:request_count{model_name,status}` and the histogram
-`:tensorflow:serving:request_latency{model_name,API,entrypoint}` in microseconds. Rates and
+`:tensorflow:serving:request_latency{model_name,API,entrypoint}` in microseconds. Requests/s and
+the percentiles count inference calls only (predict, classify, regress, multi-inference: the
+histogram's API label), so the status and metadata calls the page itself makes every poll do not
+show up as load; errors are every request_count with a status other than OK. Rates and
 percentiles are taken between the oldest and newest scrape of the last `window_s` seconds, so they
 describe now, not the server's whole life.
 """
@@ -19,6 +22,7 @@ REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 _LINE = re.compile(r'^([^\s{]+)(?:\{(.*)\})?\s+(\S+)')
+INFERENCE_APIS = frozenset({"predict", "classify", "regress", "multiinference", "multi_inference"})
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -27,8 +31,8 @@ class Scrape:
     """The numbers of one read of the page, for one model."""
 
     at: float
-    requests: float = 0.0  # every status
-    errors: float = 0.0  # status other than OK
+    requests: float = 0.0  # inference calls answered OK (the latency histogram's count)
+    errors: float = 0.0  # any request with a status other than OK
     buckets: dict[float, float] = field(default_factory=dict)  # latency upper bound (µs) -> count
 
 
@@ -52,12 +56,12 @@ def parse(text: str, model: str) -> Scrape:
         except ValueError:
             continue
         if name == REQUEST_COUNT:
-            scrape.requests += value
             if labels.get("status", "OK") != "OK":
                 scrape.errors += value
-        else:
+        elif labels.get("API", "").lower() in INFERENCE_APIS:
             bound = math.inf if labels.get("le") == "+Inf" else float(labels.get("le", "nan"))
             scrape.buckets[bound] = scrape.buckets.get(bound, 0.0) + value
+    scrape.requests = scrape.buckets.get(math.inf, 0.0)
     return scrape
 
 
@@ -90,8 +94,11 @@ class LiveMetrics:
         self._scrapes: deque[Scrape] = deque()
         self._lock = threading.Lock()
 
-    def add(self, text: str) -> dict[str, object]:
+    def add(self, text: str, own_errors: int = 0) -> dict[str, object]:
+        """One more read of the page; `own_errors`: failed requests the app itself made so far
+        (asking for a label the server lacks), taken out of the error count."""
         scrape = parse(text, self.model)
+        scrape.errors = max(0.0, scrape.errors - own_errors)
         with self._lock:
             if self._scrapes and scrape.requests < self._scrapes[-1].requests:
                 self._scrapes.clear()  # the server restarted: its counters began again

@@ -24,8 +24,9 @@ def test_counts_errors_and_percentiles_from_the_real_exporter(registry) -> None:
     registry.observe_request("digits", "predict", "REST", "INVALID_ARGUMENT", None)
     registry.observe_request("digits", "predict", "REST", "NOT_FOUND", None)
     registry.observe_request("other", "predict", "REST", "OK", 5.0)
+    registry.observe_request("digits", "", "REST", "OK", 0.0001)  # a status or metadata GET: no load
     scrape = livemetrics.parse(registry.render().decode(), "digits")
-    assert (scrape.requests, scrape.errors) == (102, 2)
+    assert (scrape.requests, scrape.errors) == (100, 2)
     assert scrape.buckets[math.inf] == 100
     p50 = livemetrics.percentile(scrape.buckets, 0.5) / 1000
     p99 = livemetrics.percentile(scrape.buckets, 0.99) / 1000
@@ -46,6 +47,8 @@ def test_rates_over_the_window_and_a_restarted_server(registry) -> None:
     second = live.add(registry.render().decode())
     assert second["requests_per_s"] == pytest.approx(10.0, rel=0.05)
     assert second["requests_total"] == 31 and second["errors_total"] == 0
+    registry.observe_request("digits", "", "REST", "NOT_FOUND", None)  # the app asked for a missing label
+    assert live.add(registry.render().decode(), own_errors=1)["errors_total"] == 0
     assert second["percentiles_over"].startswith("last ")
     registry.reset()  # the server restarted: its counters begin again; no negative rate
     registry.observe_request("digits", "predict", "REST", "OK", 0.001)
