@@ -224,6 +224,15 @@ def test_upload_a_digit_image(browser, ui_server, screens, tmp_path: Path) -> No
     shot(browser, screens, "2-upload")
 
 
+def test_too_big_an_upload_is_refused_on_the_page(browser, tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\x89PNG" + b"\0" * (4 << 20))  # over the 4 MiB cap; never sent
+    browser.find_element("id", "upload").send_keys(str(path))
+    text = wait_for(browser, "document.querySelector('#answers .error') && "
+                             "document.querySelector('#answers .error').textContent")
+    assert "big.png is" in text and "more than the" in text
+
+
 def test_two_versions_answer_side_by_side(browser, ui_server, screens) -> None:
     from selenium.webdriver.support.ui import Select
 

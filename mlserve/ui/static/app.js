@@ -65,6 +65,11 @@ $("clear").addEventListener("click", () => {
 $("upload").addEventListener("change", (event) => {
   const file = event.target.files[0];
   if (!file) return;
+  if (maxUpload && file.size > maxUpload) {  // the app refuses it too (413); say so before sending
+    show({ error: file.name + " is " + file.size.toLocaleString() + " bytes, more than the " +
+           maxUpload.toLocaleString() + " this page accepts", hint: "pick a smaller image (a digit needs a few KB)" }, 0);
+    return;
+  }
   send(file);
   createImageBitmap(file).then((bitmap) => {  // show the upload on the pad, fitted
     clearPad();
@@ -78,6 +83,7 @@ $("pick1").addEventListener("change", resend);
 $("pick2").addEventListener("change", resend);
 
 let lastBlob = null;
+let maxUpload = 0;  // bytes, from /api/info
 function resend() { if (lastBlob) send(lastBlob); }
 
 function picks() {
@@ -263,6 +269,7 @@ async function start() {
     const info = await (await fetch("/api/info")).json();
     $("target").textContent = "Model '" + info.model + "' at " + info.url +
       (info.grpc_server ? " (predict over gRPC " + info.grpc_server + ")" : "");
+    maxUpload = info.max_upload;
     fillPicks(info.versions);
   } catch (error) {
     banner("The ui app does not answer (" + error + ")");
