@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("tensorflow", "keras", "matplotlib")
+HEAVY = ("tensorflow", "keras", "matplotlib", "starlette", "uvicorn")  # the last two: `mlserve ui` only
 
 _PROBE = r"""
 import json, sys

@@ -16,7 +16,7 @@ import typer
 import typer.core
 
 from mlserve import __version__, settings, tfquiet
-from mlserve.cli import bench, compare, config, deploy, export, plan, predict, rollout, score, serve, server, train
+from mlserve.cli import bench, compare, config, deploy, export, plan, predict, rollout, score, serve, server, train, ui
 from mlserve.errors import ExitCode, MlserveError, UsageError
 
 # TensorFlow's C++ lines are noise on a terminal; children (the embedded server) inherit the level.
@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - an older Typer on the real Click
 # The order here is the order of `mlserve --help`: the workflow first, then the tools around it.
 # A new command group is one more module in this tuple (and in the import above).
 COMMAND_MODULES: tuple[ModuleType, ...] = (
-    train, export, serve, predict, score, bench, compare, rollout, plan, deploy, server, config)
+    train, export, serve, predict, score, ui, bench, compare, rollout, plan, deploy, server, config)
 
 # Help shows a value's kind as a plain word (`--count N`, `--npy PATH`), not Typer's `<int range>`.
 _METAVARS = {"int": "N", "int range": "N", "integer": "N", "integer range": "N", "float": "NUMBER",

@@ -142,13 +142,31 @@ def from_image_files(paths: Sequence[str | Path]) -> InputBatch:
 
 def load_image_file(path: str | Path) -> tuple[np.ndarray, bool]:
     """One image file as float32 28×28 in [0, 1], white digit on black; and whether it was inverted."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"no such image file: {path}", hint="give the path of a PNG or JPEG file")
+    return _read_image(path, str(path))
+
+
+def load_image_bytes(data: bytes, where: str = "image", max_pixels: int = 4096 * 4096
+                     ) -> tuple[np.ndarray, bool]:
+    """`load_image_file` for an image held in memory (an upload, a drawing sent by `mlserve ui`).
+
+    `max_pixels` refuses huge images before they are decoded (a small file can claim a vast size).
+    """
+    import io
+
+    return _read_image(io.BytesIO(data), where, max_pixels)
+
+
+def _read_image(source, where: str, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise DataError(f"{where} is {img.width}×{img.height} pixels, more than {max_pixels:,}",
+                                hint="send a smaller image: a digit needs no more than a few hundred pixels a side")
             img.load()
             if img.mode in ("RGBA", "LA") or "transparency" in img.info:
                 # a transparent background means "paper": composite onto white
@@ -158,7 +176,7 @@ def load_image_file(path: str | Path) -> tuple[np.ndarray, bool]:
             else:
                 gray = img.convert("L")
     except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path} is not an image Pillow can read: {e}",
+        raise DataError(f"{where} is not an image Pillow can read: {e}",
                         hint="give a PNG or JPEG file") from e
     pixels = np.asarray(gray, dtype=np.float32)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
