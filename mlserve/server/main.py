@@ -127,6 +127,11 @@ class ModelServer:
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
+        if options.feature_lookup:
+            from mlserve.server.features.lookup import FeatureLookup
+
+            self.dataplane.features = FeatureLookup.from_file(options.feature_lookup, self.request_log)
+            log.info("Feature lookup from %s", self.dataplane.features.store.label)
         self.grpc = start_grpc(self.dataplane, options, self.request_log)
         if options.rest_api_port:
             if options.rest_api_port == options.port:
@@ -149,6 +154,8 @@ class ModelServer:
             self.grpc.stop(grace)
         if self.dataplane is not None:
             self.dataplane.close()
+            if self.dataplane.features is not None:
+                self.dataplane.features.close()
         if self.batcher is not None:
             self.batcher.close()
             self.batcher = None

@@ -105,8 +105,11 @@ processed_batch_size = Histogram(":tensorflow:serving:batching_session:processed
 padding_size = Histogram(":tensorflow:serving:batching_session:padding_size", ("execution_batch_size",),
                          BATCH_SIZE_BUCKETS)
 wrapped_run_count = Counter(":tensorflow:serving:batching_session:wrapped_run_count", ())
+# mlserve extension (--feature_lookup): one online-store read per request, in microseconds
+feature_lookup_latency = Histogram(":mlserve:feature_lookup_latency", ("model_name", "store", "status"),
+                                   LATENCY_BUCKETS)
 _ALL = (request_count, request_latency, runtime_latency, queuing_latency, input_batch_size,
-        processed_batch_size, padding_size, wrapped_run_count)
+        processed_batch_size, padding_size, wrapped_run_count, feature_lookup_latency)
 
 
 UNKNOWN_MODEL = "_unknown_"  # the model_name label of requests naming no configured model
@@ -152,6 +155,12 @@ def observe_runtime(model: str, api: str, seconds: float, runtime: str = "TF1") 
     """The wall time of one model call (TF Serving's runtime label for a SavedModel session: TF1)."""
     with _lock:
         runtime_latency.observe((model, api, runtime), seconds * 1e6)
+
+
+def observe_feature_lookup(model: str, store: str, status: str, seconds: float) -> None:
+    """One feature-store read of `--feature_lookup` (status: OK, NOT_FOUND, UNAVAILABLE...)."""
+    with _lock:
+        feature_lookup_latency.observe((model_label(model), store, status), seconds * 1e6)
 
 
 def observe_batch(*, input_sizes: Iterable[int], processed: int, padding: int, queuing_seconds: Iterable[float],
