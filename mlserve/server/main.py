@@ -108,6 +108,12 @@ class ModelServer:
             # one batcher for gRPC and REST, as TF Serving shares its batching session
             self.batcher = Batcher(BatchingOptions.from_file(options.batching_parameters_file or None))
         self.request_log = RequestLog(options.request_log or None)
+        features = None
+        if options.feature_lookup:  # checked before the models load: a bad config fails at once
+            from mlserve.server.features.lookup import FeatureLookup
+
+            features = FeatureLookup.from_file(options.feature_lookup, self.request_log)
+            log.info("Feature lookup from %s", features.store.label)
         self.manager = ModelManager(
             models, poll_seconds=options.file_system_poll_wait_seconds,
             enable_warmup=options.enable_model_warmup,
@@ -127,11 +133,7 @@ class ModelServer:
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
-        if options.feature_lookup:
-            from mlserve.server.features.lookup import FeatureLookup
-
-            self.dataplane.features = FeatureLookup.from_file(options.feature_lookup, self.request_log)
-            log.info("Feature lookup from %s", self.dataplane.features.store.label)
+        self.dataplane.features = features
         self.grpc = start_grpc(self.dataplane, options, self.request_log)
         if options.rest_api_port:
             if options.rest_api_port == options.port:

@@ -6,7 +6,8 @@ raises `StoreUnavailable` when it is down, slow past `timeout` or unreadable. St
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from mlserve.server.features.config import StoreConfig
 

@@ -7,7 +7,8 @@ the server never writes (a read-only ACL user is enough; docs/feature-lookup.md)
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mlserve.server.features.config import StoreConfig
 from mlserve.server.features.stores import Row, StoreUnavailable
@@ -18,6 +19,8 @@ log = logging.getLogger("mlserve.server")
 class RedisStore:
     def __init__(self, config: StoreConfig) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                         redis.exceptions.ResponseError, OSError)
@@ -26,7 +29,9 @@ class RedisStore:
         seconds = config.timeout_ms / 1000
         self._client: Any = redis.Redis.from_url(
             config.location, socket_timeout=seconds, socket_connect_timeout=seconds,
-            retry_on_timeout=False, health_check_interval=0)
+            # redis-py retries a timed-out command by default (3 times in 8.x), which would
+            # stretch the timeout past the request's deadline: no retries, the client retries.
+            retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
     def check(self, features: Sequence[str]) -> None:
         """At start-up: warn (do not fail) when Redis does not answer; it may come up later."""

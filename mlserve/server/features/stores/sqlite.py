@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mlserve.errors import UsageError
 from mlserve.server.features.config import StoreConfig
