@@ -172,6 +172,7 @@ def test_server_with_a_missing_store_stops_at_start_with_exit_2(model_base, tmp_
 
 @pytest.fixture(scope="module")
 def redis_store(features, tmp_path_factory):
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install -e .[redis])")
     if redis_binary() is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
     store = start_redis(tmp_path_factory.mktemp("redis"))
