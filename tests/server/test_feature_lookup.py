@@ -168,6 +168,33 @@ def test_server_with_a_missing_store_stops_at_start_with_exit_2(model_base, tmp_
     assert "none.db" in server.log_text()
 
 
+def test_locked_sqlite_store_is_unavailable_within_its_timeout(features, tmp_path):
+    """A real SQLite file held by a writer's exclusive lock: the read-only reader gives up after
+    its timeout with StoreUnavailable (the server answers that 503 / UNAVAILABLE)."""
+    import sqlite3
+
+    from mlserve.server.features.config import StoreConfig
+    from mlserve.server.features.stores import StoreUnavailable
+    from mlserve.server.features.stores.sqlite import SqliteStore
+
+    path = tmp_path / "features.db"
+    example_module("features").write_sqlite(str(path), features)
+    store = SqliteStore(StoreConfig("sqlite", str(path), table="restaurant_features"), "restaurant_id")
+    names = ("orders_last_hour", "outstanding_per_minute")
+    assert store.read(["r0", "none"], names, 1.0)[1] is None
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        store.close()  # a fresh connection, as a new worker thread would open
+        with pytest.raises(StoreUnavailable, match="timed out|locked"):
+            store.read(["r0"], names, 0.1)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert store.read(["r0"], names, 1.0)[0] == pytest.approx(
+        [features["r0"]["orders_last_hour"], features["r0"]["outstanding_per_minute"]])
+
+
 # -- Redis -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
