@@ -41,4 +41,5 @@ for batch in (1, 32):
         times.append(time.perf_counter() - t)
     assert out["orders_last_hour"][0] is not None, out
     times = sorted(times[50:])
-    print(f"feast sqlite get_online_features keys={batch}: p50 {times[len(times)//2]*1000:.3f} ms p99 {times[int(len(times)*0.99)]*1000:.3f} ms n={len(times)}")
+    p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99)] * 1000
+    print(f"feast sqlite get_online_features keys={batch}: p50 {p50:.3f} ms p99 {p99:.3f} ms n={len(times)}")

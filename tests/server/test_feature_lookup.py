@@ -170,11 +170,11 @@ def test_server_with_a_missing_store_stops_at_start_with_exit_2(model_base, tmp_
 
 def test_locked_sqlite_store_is_unavailable_within_its_timeout(features, tmp_path):
     """A real SQLite file held by a writer's exclusive lock: the read-only reader gives up after
-    its timeout with StoreUnavailable (the server answers that 503 / UNAVAILABLE)."""
+    its timeout with StoreUnavailableError (the server answers that 503 / UNAVAILABLE)."""
     import sqlite3
 
     from mlserve.server.features.config import StoreConfig
-    from mlserve.server.features.stores import StoreUnavailable
+    from mlserve.server.features.stores import StoreUnavailableError
     from mlserve.server.features.stores.sqlite import SqliteStore
 
     path = tmp_path / "features.db"
@@ -186,7 +186,7 @@ def test_locked_sqlite_store_is_unavailable_within_its_timeout(features, tmp_pat
     writer.execute("BEGIN EXCLUSIVE")
     try:
         store.close()  # a fresh connection, as a new worker thread would open
-        with pytest.raises(StoreUnavailable, match="timed out|locked"):
+        with pytest.raises(StoreUnavailableError, match="timed out|locked"):
             store.read(["r0"], names, 0.1)
     finally:
         writer.execute("ROLLBACK")
@@ -292,3 +292,40 @@ def test_redis_slow_or_down_is_503_and_unavailable_naming_the_store(redis_server
         redis_store.proc = restarted.proc
     example_module("features").write_redis(redis_store.url, features_of(RESTAURANTS))
     assert rest(redis_server, keyed).status_code == 200
+
+
+def test_lookup_sits_before_the_batcher(model_base, features, tmp_path):
+    """With --enable_batching, keyed requests are completed before they reach the batcher (one
+    store read per request): REST and gRPC answers equal the full request's."""
+    example_module("features").write_sqlite(str(tmp_path / "features.db"), features)
+    config = dict(LOOKUP, store={"sqlite": "features.db", "table": "restaurant_features"})
+    (tmp_path / "lookup.json").write_text(json.dumps(config))
+    (tmp_path / "batching.txt").write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000 }\n")
+    server = launch_server([f"--model_name={MODEL}", f"--model_base_path={model_base}",
+                            "--enable_batching", f"--batching_parameters_file={tmp_path / 'batching.txt'}",
+                            f"--feature_lookup={tmp_path / 'lookup.json'}"], tmp_path / "server.log", [MODEL])
+    try:
+        expected = rest(server, {"inputs": full_inputs(features, ["r5"], [3.0])}).json()["outputs"]
+        keyed = rest(server, {"inputs": {"restaurant_id": ["r5"], "distance_km": [[3.0]]}})
+        assert keyed.status_code == 200, keyed.text
+        np.testing.assert_allclose(keyed.json()["outputs"], expected, rtol=1e-5)
+        by_grpc = grpc_predict(server, {"restaurant_id": np.array([b"r5"], dtype=object),
+                                        "distance_km": np.array([[3.0]], np.float32)})
+        np.testing.assert_allclose(by_grpc, expected, rtol=1e-5)
+    finally:
+        server.stop()
+
+
+def test_serve_cli_passes_the_lookup_to_the_embedded_server_only(model_base, tmp_path):
+    from predict_helpers import run_cli
+
+    config = tmp_path / "lookup.yaml"
+    config.write_text("entity_key: restaurant_id\n")
+    model = ("--model-name", MODEL, "--model-base-path", str(model_base))
+    dry = run_cli("serve", *model, "--feature-lookup", str(config), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"--feature_lookup={config}" in dry.stdout and "mlserve.server" in dry.stdout
+    docker = run_cli("serve", *model, "--runtime", "docker", "--feature-lookup", str(config), "--dry-run")
+    assert docker.returncode == 2 and "--runtime embedded" in docker.stderr
+    missing = run_cli("serve", *model, "--feature-lookup", str(tmp_path / "none.yaml"), "--dry-run")
+    assert missing.returncode == 4 and "none.yaml" in missing.stderr

@@ -19,7 +19,7 @@ import numpy as np
 
 from mlserve.server.errors import ServingError
 from mlserve.server.features.config import LookupConfig, load_config
-from mlserve.server.features.stores import Store, StoreUnavailable, open_store
+from mlserve.server.features.stores import Store, StoreUnavailableError, open_store
 from mlserve.server.observability import metrics
 
 log = logging.getLogger("mlserve.server")
@@ -78,7 +78,7 @@ class FeatureLookup:
         status = "OK"
         try:
             rows = self.store.read(keys, config.features, budget)
-        except StoreUnavailable as e:
+        except StoreUnavailableError as e:
             status = "UNAVAILABLE"
             raise ServingError("UNAVAILABLE", f"Feature store {self.store.label} unavailable: {e}") from None
         finally:

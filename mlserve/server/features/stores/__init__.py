@@ -2,7 +2,7 @@
 
 Every store answers `read(keys, features, timeout)`: one batched read for a request's entities,
 a row of feature values per key (None for a key the store lacks, or a feature it lacks), and
-raises `StoreUnavailable` when it is down, slow past `timeout` or unreadable. Stores only read.
+raises `StoreUnavailableError` when it is down, slow past `timeout` or unreadable. Stores only read.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mlserve.server.features.config import StoreConfig
 Row = list  # list[float | None]: one entity's features, in the order asked
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailableError(Exception):
     """The store could not answer (down, too slow, unreadable); the message says why."""
 
 

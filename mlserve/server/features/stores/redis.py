@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlserve.server.features.config import StoreConfig
-from mlserve.server.features.stores import Row, StoreUnavailable
+from mlserve.server.features.stores import Row, StoreUnavailableError
 
 log = logging.getLogger("mlserve.server")
 
@@ -49,7 +49,7 @@ class RedisStore:
         try:
             replies = pipe.execute()
         except self._errors as e:
-            raise StoreUnavailable(str(e) or type(e).__name__) from e
+            raise StoreUnavailableError(str(e) or type(e).__name__) from e
         found: dict[Any, Row | None] = {}
         for k, values in zip(unique, replies):
             found[k] = None if all(v is None for v in values) else list(values)

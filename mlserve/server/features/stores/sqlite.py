@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlserve.errors import UsageError
 from mlserve.server.features.config import StoreConfig
-from mlserve.server.features.stores import Row, StoreUnavailable
+from mlserve.server.features.stores import Row, StoreUnavailableError
 
 CHUNK = 900  # bound variables per statement: below every SQLite build's limit
 
@@ -31,7 +31,7 @@ class SqliteStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if not self.path.is_file():
-                raise StoreUnavailable(f"{self.path} does not exist")
+                raise StoreUnavailableError(f"{self.path} does not exist")
             # mode=ro: the server never writes the store; timeout: how long a lock may hold us
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout,
                                    check_same_thread=True)
@@ -43,7 +43,7 @@ class SqliteStore:
         try:
             conn = self._connection(1.0)
             columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{self.table}")')}
-        except (sqlite3.Error, StoreUnavailable) as e:
+        except (sqlite3.Error, StoreUnavailableError) as e:
             raise UsageError(f"--feature_lookup: store {self.label}: {e}",
                              hint="write the features first (examples/delivery_time/features.py)") from e
         if not columns:
@@ -70,7 +70,7 @@ class SqliteStore:
         except sqlite3.Error as e:
             self._drop()
             reason = "timed out" if time.monotonic() > deadline else str(e)
-            raise StoreUnavailable(reason) from e
+            raise StoreUnavailableError(reason) from e
         return [found.get(k) for k in keys]
 
     def _drop(self) -> None:
