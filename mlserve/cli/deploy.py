@@ -100,6 +100,14 @@ def kubernetes(
     batching_parameters_file: BatchingFile = None, poll_seconds: Poll = None, tfs_arg: TfsArg = None,
     plan: PlanFile = None, force: Force = False, apply: Apply = False, timeout: Timeout = 300.0,
     json_: Json = False,
+    feature_store: Optional[str] = typer.Option(
+        None, "--feature-store", help="redis: the server looks features up (--feature-lookup) in a "
+        "Redis whose URL comes from a Secret (docs/feature-lookup.md)."),
+    feature_lookup: Optional[Path] = typer.Option(
+        None, "--feature-lookup", help="The lookup config (its store is replaced by the Secret's Redis)."),
+    feature_store_secret: Optional[str] = typer.Option(
+        None, "--feature-store-secret", help="Secret holding the Redis URL under key redis-url "
+        "(default <name>-feature-store)."),
 ) -> None:
     """Write a Deployment of the pinned tensorflow/serving image, its Service, HPA and ConfigMap.
 
@@ -118,6 +126,13 @@ def kubernetes(
                  batching, batching_parameters_file, poll_seconds, tfs_arg, plan)
     spec.delivery, spec.pvc_size, spec.storage_class = delivery, pvc_size, storage_class
     spec.pvc_access_mode = pvc_access_mode
+    if (feature_store is None) != (feature_lookup is None):
+        raise UsageError("--feature-store and --feature-lookup go together",
+                         hint="mlserve deploy kubernetes --feature-store redis --feature-lookup lookup.yaml --image IMAGE")
+    if feature_store is not None and feature_lookup is not None:
+        spec.feature_lookup = specs.feature_lookup_text(feature_lookup, feature_store)
+        spec.feature_secret = specs.resource_name(feature_store_secret) if feature_store_secret else None
+        spec.image = image
     specs.check(spec)
     trees: dict[str, Path] = {}
     if delivery == "image":
@@ -203,6 +218,13 @@ def _readme(spec: Any, out: Path) -> str:
     ns = f" -n {spec.namespace}" if spec.namespace else ""
     lines = [f"# {spec.name}: {spec.model_name} on TF Serving {spec.tag}", "",
              "Written by `mlserve deploy kubernetes`.", ""]
+    if getattr(spec, "feature_lookup", None) is not None:
+        secret = spec.feature_secret or f"{spec.name}-feature-store"
+        lines += ["Feature lookup (docs/feature-lookup.md): the server reads features from Redis. "
+                  f"{spec.image} must run mlserve's server (mlserve-model-server), not tensorflow/serving. "
+                  "Create the Secret with the Redis URL first:", "",
+                  f"    kubectl create secret generic{ns} {secret} "
+                  f"--from-literal={spec.feature_secret_key}=redis://HOST:6379/0", ""]
     if spec.delivery == "image":
         lines += ["Build and push the image that bakes the versions in, then apply:", "",
                   f"    docker build -t {spec.image} {out}", f"    docker push {spec.image}",

@@ -48,6 +48,9 @@ def serve(
         False, "--tflite", help="Serve each version's model.tflite where it exists (--prefer_tflite_model)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once ready; the server keeps running."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact command line and start nothing."),
+    feature_lookup: Optional[Path] = typer.Option(
+        None, "--feature-lookup", help="Fill missing inputs from a feature store by an entity key "
+        "(a YAML/JSON config; embedded runtime; docs/feature-lookup.md)."),
 ) -> None:
     """Start a model server: tensorflow_model_server, the tensorflow/serving image or the embedded server.
 
@@ -64,8 +67,12 @@ def serve(
     from mlserve.rollout import managed
 
     config_file, extra = managed.serve_config(workspace.root, model, base, model_config_file, tfs_args)
+    chosen_runtime = settings.get("runtime", runtime)
+    if feature_lookup is not None:
+        extra = [*extra, _feature_lookup_flag(feature_lookup, chosen_runtime)]
+        chosen_runtime = "embedded"  # auto would pick tensorflow_model_server where installed
     plan = lifecycle.make_plan(
-        runtime=settings.get("runtime", runtime), model_name=model,
+        runtime=chosen_runtime, model_name=model,
         model_base_path=None if config_file else base, model_config_file=config_file,
         grpc_port=settings.get("grpc_port", port), rest_port=settings.get("rest_port", rest_port),
         host=settings.get("host", host), poll_seconds=poll_seconds, batching=batching,
@@ -94,6 +101,19 @@ def serve(
     _say(f"Stopped {result.record.name} ({result.how}).")
     if result.signal == signal.SIGINT:  # Ctrl-C: 130, as for every command (docs/exit-codes.md)
         raise typer.Exit(130)
+
+
+def _feature_lookup_flag(path: Path, runtime: str | None) -> str:
+    """`--feature_lookup=<absolute path>`: an mlserve extension, so the embedded server only."""
+    from mlserve.errors import NotFoundError, UsageError
+
+    if runtime not in (None, "auto", "embedded"):
+        raise UsageError(f"--feature-lookup needs the embedded server, not --runtime {runtime} "
+                         "(tensorflow_model_server has no feature lookup)", hint="add --runtime embedded")
+    if not path.is_file():
+        raise NotFoundError(f"feature lookup config {path} does not exist",
+                            hint="docs/feature-lookup.md shows one")
+    return f"--feature_lookup={path.resolve()}"
 
 
 def _versions(models: dict) -> str:

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from mlserve.deploy.probes import probes
-from mlserve.deploy.spec import (CONFIG_DIR, GRPC_PORT, MONITORING_PATH, REST_PORT, DeploySpec)
+from mlserve.deploy.spec import (CONFIG_DIR, FEATURE_REDIS_ENV, GRPC_PORT, MONITORING_PATH, REST_PORT,
+                                 DeploySpec)
 
 Manifest = dict[str, Any]
 MONITORING_FILE = "monitoring.config"
 BATCHING_FILE = "batching.config"
+FEATURE_LOOKUP_FILE = "feature-lookup.yaml"
 
 
 def tfs_args(spec: DeploySpec) -> list[str]:
@@ -30,7 +32,10 @@ def tfs_args(spec: DeploySpec) -> list[str]:
         # Always on in a cluster: the Prometheus annotations below point at this endpoint.
         monitoring_config_file=Path(f"{CONFIG_DIR}/{MONITORING_FILE}"),
         gpu=spec.gpu, extra_flags=list(spec.tfs_args))
-    return tfs_flags(options, entrypoint_flags=False)
+    flags = tfs_flags(options, entrypoint_flags=False)
+    if spec.feature_lookup is not None:
+        flags.append(f"--feature_lookup={CONFIG_DIR}/{FEATURE_LOOKUP_FILE}")
+    return flags
 
 
 def _meta(spec: DeploySpec, name: str, **extra: Any) -> dict[str, Any]:
@@ -55,6 +60,8 @@ def config_map(spec: DeploySpec) -> Manifest:
     data = {MONITORING_FILE: MONITORING_CONFIG}
     if spec.batching_parameters is not None:
         data[BATCHING_FILE] = spec.batching_parameters
+    if spec.feature_lookup is not None:
+        data[FEATURE_LOOKUP_FILE] = spec.feature_lookup
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(spec, f"{spec.name}-config"),
             "data": data}
 
@@ -89,6 +96,11 @@ def deployment(spec: DeploySpec) -> Manifest:
         **probes(spec.model_name, REST_PORT),
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
     }
+    if spec.feature_lookup is not None:
+        # The Redis URL (it may hold a password) from a Secret the cluster's owner creates:
+        # kubectl create secret generic <name>-feature-store --from-literal=redis-url=redis://...
+        container["env"].append({"name": FEATURE_REDIS_ENV, "valueFrom": {"secretKeyRef": {
+            "name": spec.feature_secret or f"{spec.name}-feature-store", "key": spec.feature_secret_key}}})
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": f"{spec.name}-config"}}]
     pod: dict[str, Any] = {"containers": [container], "volumes": volumes}
     if spec.delivery == "pvc":

@@ -18,6 +18,8 @@ MONITORING_PATH = "/monitoring/prometheus/metrics"
 # exec probe timeouts, autoscaling/v2 and sidecar-free init containers are all GA there.
 KUBERNETES_VERSION = "1.32.0"
 DELIVERIES = ("image", "pvc")
+FEATURE_STORES = ("redis",)
+FEATURE_REDIS_ENV = "MLSERVE_FEATURE_REDIS_URL"  # the container's variable the Secret fills
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -55,6 +57,11 @@ class DeploySpec:
     pvc_access_mode: str = "ReadWriteOnce"
     concurrency: int | None = None  # per replica, from a plan
     plan_source: str | None = None
+    # --feature-store redis (docs/feature-lookup.md): the lookup config's text (its store read
+    # from FEATURE_REDIS_ENV) and the Secret that holds the Redis URL
+    feature_lookup: str | None = None
+    feature_secret: str | None = None
+    feature_secret_key: str = "redis-url"
 
     @property
     def serving_image(self) -> str:
@@ -137,5 +144,35 @@ def check(spec: DeploySpec) -> None:
     if spec.pvc_access_mode not in ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"):
         raise UsageError(f"--pvc-access-mode {spec.pvc_access_mode!r}: choose ReadWriteOnce or "
                          "ReadWriteMany (the loader pod writes, so not ReadOnlyMany)")
+    if spec.feature_lookup is not None and spec.delivery == "image" and spec.image is None:
+        raise UsageError("--feature-store needs --image: an image that runs mlserve's server "
+                         "(the tensorflow/serving image has no --feature_lookup)",
+                         hint="build one with mlserve installed whose entrypoint is mlserve-model-server")
     if spec.delivery not in DELIVERIES:
         raise UsageError(f"--delivery {spec.delivery!r}: choose image or pvc")
+
+
+def feature_lookup_text(path: Path, store: str) -> str:
+    """The lookup config for the cluster: `path` checked as the server checks it, with its store
+    replaced by `redis_env: MLSERVE_FEATURE_REDIS_URL` (the URL, which may hold a password, comes
+    from a Secret, never from the manifests). Key prefix and timeout are kept."""
+    import yaml
+
+    from mlserve.server.features.config import parse_config
+
+    if store not in FEATURE_STORES:
+        raise UsageError(f"--feature-store {store!r}: choose {' or '.join(FEATURE_STORES)}",
+                         hint="SQLite is the embedded store for one machine; a cluster shares Redis")
+    try:
+        doc = yaml.safe_load(Path(path).expanduser().read_text())
+    except OSError as e:
+        raise NotFoundError(f"cannot read --feature-lookup {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise UsageError(f"--feature-lookup {path}: not valid YAML: {str(e).splitlines()[0]}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("store"), dict):
+        raise UsageError(f"--feature-lookup {path}: no store mapping", hint="docs/feature-lookup.md shows one")
+    kept = {k: v for k, v in doc["store"].items() if k in ("key_prefix", "timeout_ms")}
+    doc = {**doc, "store": {"redis_env": FEATURE_REDIS_ENV, **kept}}
+    checkable = {**doc, "store": {"redis": "redis://cluster:6379/0", **kept}}
+    parse_config(checkable, path=str(path))  # every other field, as the server will check it
+    return yaml.safe_dump(doc, sort_keys=False)

@@ -75,6 +75,8 @@ class DataPlane:
         self.per_model_batching = per_model_batching and batcher is not None
         self._model_batchers: dict[str, Batcher | None] = {}
         self._batchers_lock = threading.Lock()
+        # --feature_lookup (mlserve extension, server/features/): fills inputs from a store
+        self.features: Any = None
 
     def _batcher_for(self, servable: Servable) -> Batcher | None:
         if not self.per_model_batching:
@@ -164,6 +166,8 @@ class DataPlane:
                 timeout: float | None = None) -> dict[str, np.ndarray]:
         """Run a signature and return its outputs (only `output_filter`'s when given); through
         the batcher when batching is on, waiting at most `timeout` seconds for it."""
+        if self.features is not None:
+            inputs = self.features.complete(servable, signature_name, inputs, timeout)
         batcher = self._batcher_for(servable)
         if batcher is None:
             return self._run(servable, signature_name, inputs, output_filter)
@@ -181,6 +185,8 @@ class DataPlane:
         With batching on (and `batch`), the call is queued and `done` runs on a batch thread;
         otherwise it runs here. Raises at once what the batcher refuses (a bad request, a full
         queue)."""
+        if self.features is not None:
+            inputs = self.features.complete(servable, signature_name, inputs)
         batcher = self._batcher_for(servable) if batch else None
         if batcher is not None:
             batcher.submit_callback(servable, signature_name, inputs, done)

@@ -105,6 +105,7 @@ class ServerOptions:
     allowed_model_roots: str = ""
     allowed_hosts: str = ""
     allow_unload_all_models: bool = False
+    feature_lookup: str = ""
 
     @property
     def health_service(self) -> bool:
@@ -200,13 +201,15 @@ HELP: dict[str, str] = {
                            "(empty: any absolute path).",
     "allow_unload_all_models": "(mlserve extension) Let a config reload unload every model available now "
                                "(an empty model list, or one naming none of them).",
+    "feature_lookup": "(mlserve extension) YAML/JSON config: fill missing predict inputs from an online "
+                      "feature store (SQLite or Redis) by an entity key; docs/feature-lookup.md.",
 }
 
 EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "grpc_frontend", "http_max_request_line_bytes",
                         "http_max_header_bytes", "http_header_timeout_seconds", "http_body_timeout_seconds",
                         "http_idle_timeout_seconds", "http_max_connections", "http_max_unsent_bytes",
                         "max_inflight_bytes", "max_decoded_request_bytes", "allowed_model_roots",
-                        "allow_unload_all_models", "allowed_hosts"})
+                        "allow_unload_all_models", "allowed_hosts", "feature_lookup"})
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
 assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)

@@ -111,6 +111,12 @@ class ModelServer:
             # one batcher for gRPC and REST, as TF Serving shares its batching session
             self.batcher = Batcher(BatchingOptions.from_file(options.batching_parameters_file or None))
         self.request_log = RequestLog(options.request_log or None)
+        features = None
+        if options.feature_lookup:  # checked before the models load: a bad config fails at once
+            from mlserve.server.features.lookup import FeatureLookup
+
+            features = FeatureLookup.from_file(options.feature_lookup, self.request_log)
+            log.info("Feature lookup from %s", features.store.label)
         self.manager = ModelManager(
             models, poll_seconds=options.file_system_poll_wait_seconds,
             enable_warmup=options.enable_model_warmup,
@@ -131,6 +137,7 @@ class ModelServer:
         metrics.track_models(self.manager.model_names)  # bounded label cardinality
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
+        self.dataplane.features = features
         self.manager.allowed_roots = self.dataplane.reload_policy.allowed_roots
         # TF Serving's API and the Open Inference Protocol (v2) on each port, over one data plane
         calls = v2_grpc.V2Calls(self.dataplane, self.request_log,
@@ -157,6 +164,8 @@ class ModelServer:
             self.grpc.stop(grace)
         if self.dataplane is not None:
             self.dataplane.close()
+            if self.dataplane.features is not None:
+                self.dataplane.features.close()
         if self.batcher is not None:
             self.batcher.close()
             self.batcher = None

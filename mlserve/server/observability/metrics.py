@@ -109,8 +109,12 @@ wrapped_run_count = Counter(":tensorflow:serving:batching_session:wrapped_run_co
 # tf.Examples per MultiInference request (servables/tensorflow/util.cc, RecordRequestExampleCount)
 example_counts = Histogram(":tensorflow:serving:request_example_counts", ("model",), EXAMPLE_COUNT_BUCKETS)
 example_count_total = Counter(":tensorflow:serving:request_example_count_total", ("model",))
+# mlserve extension (--feature_lookup): one online-store read per request, in microseconds
+feature_lookup_latency = Histogram(":mlserve:feature_lookup_latency", ("model_name", "store", "status"),
+                                   LATENCY_BUCKETS)
 _ALL = (request_count, request_latency, runtime_latency, queuing_latency, input_batch_size,
-        processed_batch_size, padding_size, wrapped_run_count, example_counts, example_count_total)
+        processed_batch_size, padding_size, wrapped_run_count, example_counts, example_count_total,
+        feature_lookup_latency)
 
 
 UNKNOWN_MODEL = "_unknown_"  # the model_name label of requests naming no configured model
@@ -164,6 +168,12 @@ def observe_examples(model: str, count: int) -> None:
     with _lock:
         example_counts.observe((model,), count)
         example_count_total.inc((model,), count)
+
+
+def observe_feature_lookup(model: str, store: str, status: str, seconds: float) -> None:
+    """One feature-store read of `--feature_lookup` (status: OK, NOT_FOUND, UNAVAILABLE...)."""
+    with _lock:
+        feature_lookup_latency.observe((model_label(model), store, status), seconds * 1e6)
 
 
 def observe_batch(*, input_sizes: Iterable[int], processed: int, padding: int, queuing_seconds: Iterable[float],

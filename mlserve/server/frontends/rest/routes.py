@@ -321,7 +321,13 @@ class RestServer:
             if len(self._input_dtypes) > 1024:
                 self._input_dtypes.clear()
             self._input_dtypes[key] = dtypes
-        inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
+        try:
+            inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
+        except ServingError:  # --feature_lookup: a request with the entity key, not every input
+            if self.dataplane.features is None:
+                raise
+            dtypes = self.dataplane.features.request_dtypes(servable.signatures[sig_name])
+            inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
         if _abandoned(reply):
             return
 
