@@ -8,7 +8,8 @@ from PIL import Image
 from mlserve.bench import CannedServer, cost_per_million, run_bench
 from mlserve.client import ModelTarget
 from mlserve.tools.plots import BENCH_FIGURE_PX
-from predict_helpers import free_port, parse_json_stdout, run_cli
+from support.cli import parse_json_stdout, run_cli
+from support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -83,7 +83,7 @@ def test_error_and_hint_stay_one_line_each_on_a_narrow_terminal(tmp_path: Path) 
 ])
 def test_bad_values_are_refused_before_any_work(args, words) -> None:
     # Nothing listens at this address: a refusal (exit 2) proves the value was checked first.
-    from ports import free_port
+    from support.ports import free_port
 
     proc = mlserve(*args, "--url", f"http://127.0.0.1:{free_port()}")
     assert proc.returncode == ExitCode.USAGE, proc.stderr

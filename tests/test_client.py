@@ -13,7 +13,8 @@ import pytest
 from mlserve.client import ModelTarget, connect
 from mlserve.errors import (NotFoundError, ServerResponseError, ServerUnreachableError, UsageError,
                             WaitTimeoutError)
-from predict_helpers import MODEL_NAME, free_port, reference_probabilities
+from support.models import MODEL_NAME, reference_probabilities
+from support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

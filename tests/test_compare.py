@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from predict_helpers import run_cli
-from tflite_helpers import MODEL_NAME, export_with_tflite, train_tiny
+from support.cli import run_cli
+from support.models import MODEL_NAME, train_tiny_model as train_tiny
+from support.tflite import export_with_tflite
 
 pytestmark = pytest.mark.slow
 

@@ -139,7 +139,7 @@ class DocsWorld:
     """The scratch folder, workspace, ports and environment every snippet runs in."""
 
     def __init__(self, root: Path) -> None:
-        from ports import free_port
+        from support.ports import free_port
 
         self.cwd = root / "reader"
         self.cwd.mkdir()

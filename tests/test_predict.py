@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from probes import heavy_imports
+from support.cli import heavy_imports
 from PIL import Image
 
 from mlserve.model.inputs import load_image_file, validate_images
 from mlserve.errors import DataError
 from mlserve.tools.plots import PREDICTION_TILE_PX
-from predict_helpers import free_port, parse_json_stdout, reference_probabilities, run_cli
+from support.cli import parse_json_stdout, run_cli
+from support.models import reference_probabilities
+from support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from predict_helpers import MODEL_NAME, reference_probabilities, run_cli
+from support.cli import run_cli
+from support.models import MODEL_NAME, reference_probabilities
 
 pytestmark = pytest.mark.slow
 

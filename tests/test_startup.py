@@ -5,7 +5,7 @@ Run in a fresh interpreter (a subprocess), since this test process may have impo
 from __future__ import annotations
 
 import pytest
-from probes import heavy_imports
+from support.cli import heavy_imports
 
 from mlserve.cli.app import app
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tflite_helpers import MODEL_NAME, export_with_tflite, train_tiny
+from support.models import MODEL_NAME, train_tiny_model as train_tiny
+from support.tflite import export_with_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = ROOT / "examples" / "edge_classify.py"

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tflite_helpers import MODEL_NAME, export_with_tflite, start_server, train_tiny
+from support.models import MODEL_NAME, train_tiny_model as train_tiny
+from support.tflite import export_with_tflite, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +192,7 @@ def test_without_the_flag_the_saved_model_is_served(models: dict, tmp_path: Path
 
 @pytest.mark.parametrize("runtime", ["embedded", "binary", "docker"])
 def test_serve_tflite_maps_to_prefer_tflite_model_for_every_runtime(models: dict, runtime: str) -> None:
-    from predict_helpers import run_cli
+    from support.cli import run_cli
 
     proc = run_cli("serve", "--tflite", "--runtime", runtime, "--model-base-path", str(models["base"]),
                    "--dry-run")

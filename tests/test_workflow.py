@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from ports import free_port, port_is_free
+from support.ports import free_port, port_is_free
 
 MLSERVE = [sys.executable, "-m", "mlserve"]
 

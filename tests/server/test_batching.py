@@ -13,7 +13,7 @@ from mlserve.server.observability import metrics
 from mlserve.server.servables.batching import Batcher, BatchingOptions
 from mlserve.server.errors import ServingError
 
-from .conftest import digits_batch
+from support.tinymodels import digits_batch
 
 SIG = "serving_default"
 

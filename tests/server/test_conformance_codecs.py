@@ -11,7 +11,7 @@ import requests
 from mlserve.server.frontends.rest.codecs.jsondoc import decode_b64
 from mlserve.server.errors import ServingError
 
-from .conftest import ServerProcess
+from support.servers import ServerProcess
 
 
 @pytest.mark.parametrize("text,expected", [("aGVsbG8=", b"hello"), ("aGVsbG8", b"hello"), ("aGVs\nbG8=", b"hello")])

@@ -14,7 +14,7 @@ from mlserve.server.models.config import ModelConfig, parse_text
 from mlserve.server.errors import ServingError
 from mlserve.server.models.manager import ModelManager
 
-from .conftest import digits_batch
+from support.tinymodels import digits_batch
 
 
 def _manager(models: list[ModelConfig], **kw: object) -> ModelManager:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import requests
 
-from .conftest import MODEL_NAME, ServerProcess
+from support.models import MODEL_NAME
+from support.servers import ServerProcess
 
 
 def _export_strings(path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from .conftest import ServerProcess
+from support.servers import ServerProcess
 
 NAME = "half_plus_two"
 PROM = "/monitoring/prometheus/metrics"

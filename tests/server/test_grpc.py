@@ -14,7 +14,9 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, model_management_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc, regression_pb2)
 
-from .conftest import MODEL_NAME, ServerProcess, digits_batch, wait_available
+from support.models import MODEL_NAME
+from support.servers import ServerProcess, wait_available
+from support.tinymodels import digits_batch
 
 pytestmark = pytest.mark.slow
 

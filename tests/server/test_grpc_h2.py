@@ -1,5 +1,5 @@
 """The HTTP/2 gRPC front-end (mlserve/server/transport/http2/ + grpc_frontend.py, the default) against real
-server processes: the official stubs through grpcio, and a raw HTTP/2 client (h2client.py) for
+server processes: the official stubs through grpcio, and a raw HTTP/2 client (support/h2client.py) for
 what grpcio never sends. Large answers and tiny windows, grpc-timeout, unknown methods, health
 Check and Watch, gzip requests, limits, hostile bytes, graceful drain, and the grpcio fallback."""
 from __future__ import annotations
@@ -19,8 +19,10 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, model_management_pb
 
 from mlserve.server.transport.http2 import frames as f
 
-from .conftest import MODEL_NAME, ServerProcess, digits_batch
-from .h2client import RawH2, messages
+from support.models import MODEL_NAME
+from support.servers import ServerProcess
+from support.tinymodels import digits_batch
+from support.h2client import RawH2, messages
 
 pytestmark = pytest.mark.slow
 PREDICT = "/tensorflow.serving.PredictionService/Predict"

@@ -1,5 +1,5 @@
 """TF Serving's README Docker quickstart and g3doc/api_rest.md examples against TF Serving's own
-testdata model `half_plus_two` (rebuilt by `half_plus_two.py`), over REST and gRPC.
+testdata model `half_plus_two` (rebuilt by `support/half_plus_two.py`), over REST and gRPC.
 
 api_rest.md shows its examples on `saved_model_half_plus_three` (y = 0.5x + 3); the same
 requests are sent to half_plus_two (y = 0.5x + 2) and the documented answers shifted by one."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 
-from .conftest import ServerProcess
+from support.servers import ServerProcess
 
 NAME = "half_plus_two"
 

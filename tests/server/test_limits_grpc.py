@@ -19,7 +19,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from mlserve.server.servables import tensors
 from mlserve.server.errors import ServingError
 
-from .conftest import MODEL_NAME, ServerProcess, digits_batch
+from support.models import MODEL_NAME
+from support.servers import ServerProcess
+from support.tinymodels import digits_batch
 
 GENERATOR = Path(__file__).resolve().parents[2] / "benchmarks" / "hostile_grpc.py"
 

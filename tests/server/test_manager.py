@@ -14,7 +14,8 @@ from mlserve.server.models.config import ModelConfig, VersionPolicy, parse_text
 from mlserve.server.errors import ServingError
 from mlserve.server.models.manager import ModelManager, scan_versions
 
-from .conftest import MODEL_NAME, digits_batch
+from support.models import MODEL_NAME
+from support.tinymodels import digits_batch
 
 
 def _manager(models: list[ModelConfig], **kw: object) -> ModelManager:

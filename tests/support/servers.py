@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ports import free_port
-
-MODEL_NAME = "digits_model"
+from support.models import MODEL_NAME
+from support.ports import free_port
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""Run mlserve's CLI in a fresh interpreter and report which heavy modules it imported."""
+"""`mlserve` in a fresh interpreter, as a user runs it: its output, its JSON, and which heavy modules
+it imported."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -27,3 +29,14 @@ def heavy_imports(args: list[str], timeout: float = 60) -> dict:
                           timeout=timeout)
     assert "PROBE" in proc.stdout, proc.stderr[-1500:]
     return json.loads(proc.stdout.rsplit("PROBE", 1)[-1])
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`mlserve ARGS` in a fresh interpreter, as a user runs it."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mlserve", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def parse_json_stdout(proc: subprocess.CompletedProcess):
+    return json.loads(proc.stdout)  # fails if anything but the JSON document is on stdout
