@@ -16,7 +16,6 @@ from mlserve.errors import ExitCode
 from mlserve.rollout import actions, configfile, history
 from mlserve.rollout.gate import GateFailedError
 from mlserve.rollout.serverlink import ReloadRefusedError, ServerLink, VersionLoadError
-
 from support.servers import ServerProcess as Server
 from support.rollout import BROKEN, CLASSES, MODEL
 

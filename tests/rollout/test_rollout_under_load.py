@@ -15,7 +15,6 @@ import numpy as np
 from mlserve.client import ModelTarget, connect
 from mlserve.rollout import actions, history
 from mlserve.rollout.serverlink import ServerLink
-
 from support.servers import ServerProcess as Server
 from support.rollout import CLASSES, MODEL
 

@@ -14,7 +14,6 @@ import pytest
 
 from mlserve.runtimes.gpu import check_gpus
 from mlserve.runtimes.install import apt_package
-
 from support.models import MODEL_NAME
 from support.paths import STANDINS
 from support.runtimes import Env

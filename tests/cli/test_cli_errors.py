@@ -10,6 +10,7 @@ import pytest
 
 from mlserve import settings
 from mlserve.errors import ExitCode
+from support.paths import DOCS
 
 
 def mlserve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,13 +57,13 @@ def test_flag_beats_environment_beats_default(monkeypatch) -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    page = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    page = (DOCS / "configuration.md").read_text()
     for setting in settings.SETTINGS.values():
         assert f"`{setting.env}`" in page, setting.env
 
 
 def test_every_exit_code_is_documented() -> None:
-    page = (Path(__file__).parent.parent / "docs" / "exit-codes.md").read_text()
+    page = (DOCS / "exit-codes.md").read_text()
     for code in ExitCode:
         assert f"| {int(code)} | {code.name} |" in page, code
 

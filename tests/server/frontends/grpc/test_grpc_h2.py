@@ -18,7 +18,6 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, model_management_pb
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from mlserve.server.transport.http2 import frames as f
-
 from support.models import MODEL_NAME
 from support.servers import ServerProcess
 from support.tinymodels import digits_batch

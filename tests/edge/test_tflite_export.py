@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from support.models import MODEL_NAME, train_tiny_model as train_tiny
+from support.paths import ROOT
 from support.tflite import export_with_tflite
 
-ROOT = Path(__file__).resolve().parents[1]
 EDGE = ROOT / "examples" / "edge_classify.py"
 SAMPLE = ROOT / "mlserve" / "sample" / "mnist_sample.npz"
 

@@ -13,7 +13,6 @@ import pytest
 from mlserve.server.models.config import ModelConfig, parse_text
 from mlserve.server.errors import ServingError
 from mlserve.server.models.manager import ModelManager
-
 from support.tinymodels import digits_batch
 
 

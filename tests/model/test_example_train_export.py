@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "course_flow_train_export.py"
+from support.paths import ROOT
+
+EXAMPLE = ROOT / "examples" / "course_flow_train_export.py"
 
 
 @pytest.mark.slow

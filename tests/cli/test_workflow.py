@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 
+from support.paths import ROOT
 from support.ports import free_port, port_is_free
 
 MLSERVE = [sys.executable, "-m", "mlserve"]
@@ -118,7 +119,7 @@ def test_train_export_serve_query_hot_swap_stop(env: dict[str, str], mlserve_hom
 
 def test_readme_demo_script_runs_end_to_end(env: dict[str, str]) -> None:
     """`make demo` runs examples/demo.sh; run it here on free ports with this interpreter's mlserve."""
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     mlserve_bin = Path(sys.executable).parent / "mlserve"
     proc = subprocess.run(["bash", str(root / "examples" / "demo.sh")], capture_output=True, text=True,
                           env={**env, "MLSERVE": str(mlserve_bin)}, timeout=600)

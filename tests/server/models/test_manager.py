@@ -13,7 +13,6 @@ import pytest
 from mlserve.server.models.config import ModelConfig, VersionPolicy, parse_text
 from mlserve.server.errors import ServingError
 from mlserve.server.models.manager import ModelManager, scan_versions
-
 from support.models import MODEL_NAME
 from support.tinymodels import digits_batch
 

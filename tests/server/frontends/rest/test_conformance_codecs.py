@@ -10,7 +10,6 @@ import requests
 
 from mlserve.server.frontends.rest.codecs.jsondoc import decode_b64
 from mlserve.server.errors import ServingError
-
 from support.servers import ServerProcess
 
 

@@ -1,5 +1,6 @@
 """The HTTP layer's limits (mlserve/server/transport/http1), against a real HttpServer on an ephemeral port
-serving a tiny application: the layer knows nothing of models, so no TensorFlow is needed here.
+serving a tiny application (the `serve` fixture, conftest.py here; support/echohttp.py): the layer
+knows nothing of models, so no TensorFlow is needed here.
 
 Each test asserts what a client sees on the socket: the status line, the closed connection, the
 answers still served to others. Timeouts are configured short so the tests are quick, but no test
@@ -9,63 +10,8 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
-from typing import Iterator
 
-import pytest
-
-from mlserve.server.transport.http1 import Connection, HttpConfig, HttpServer, Request
-from mlserve.server.transport.loopthread import LoopThread
-
-
-class EchoApp:
-    """Answers every request at once: 200 with `size` bytes for GET /big/<size>, else the path."""
-
-    def __init__(self) -> None:
-        self.http: HttpServer | None = None
-        self.handled = 0
-
-    def handle(self, conn: Connection, req: Request) -> None:
-        self.handled += 1
-        path = req.path
-        if path == "/sha":  # the body as the application received it
-            body = hashlib.sha256(req.body).hexdigest().encode()
-        else:
-            body = b"x" * int(path[5:]) if path.startswith("/big/") else path.encode()
-        conn.respond(req, 200, body, b"text/plain")
-
-    def error_body(self, message: str) -> bytes:
-        return ('{"error": "%s"}' % message).encode()
-
-
-class _Server:
-    def __init__(self, app: EchoApp, config: HttpConfig) -> None:
-        self.http = HttpServer(app, config)
-        app.http = self.http
-
-    @property
-    def port(self) -> int:
-        return self.http.port
-
-    async def start(self) -> None:
-        await self.http.start()
-
-    async def stop(self, grace: float = 5.0) -> None:
-        await self.http.stop(grace)
-
-
-@pytest.fixture
-def serve() -> Iterator:
-    started: list[LoopThread] = []
-
-    def start(**limits: object) -> tuple[EchoApp, LoopThread]:
-        app = EchoApp()
-        thread = LoopThread.start(_Server(app, HttpConfig(**limits)), name="test-http")  # type: ignore[arg-type]
-        started.append(thread)
-        return app, thread
-
-    yield start
-    for thread in started:
-        thread.stop(1.0)
+from support.paths import DOCS
 
 
 def _connect(port: int) -> socket.socket:
@@ -247,10 +193,9 @@ def test_budget_is_reserved_at_the_headers_and_the_body_discarded(serve) -> None
 
 
 def test_every_limit_flag_is_documented() -> None:
-    from pathlib import Path
 
     from mlserve.server.flags import EXTENSIONS
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    text = (DOCS / "security.md").read_text()
     limits = {f for f in EXTENSIONS if f.startswith(("http_", "max_")) or f.startswith("allow")}
     assert limits and all(f"`--{flag}" in text for flag in limits), sorted(f for f in limits if f"`--{f}" not in text)

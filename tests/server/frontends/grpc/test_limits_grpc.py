@@ -18,12 +18,12 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from mlserve.server.servables import tensors
 from mlserve.server.errors import ServingError
-
 from support.models import MODEL_NAME
+from support.paths import ROOT
 from support.servers import ServerProcess
 from support.tinymodels import digits_batch
 
-GENERATOR = Path(__file__).resolve().parents[2] / "benchmarks" / "hostile_grpc.py"
+GENERATOR = ROOT / "benchmarks" / "hostile_grpc.py"
 
 
 def _generator() -> Any:

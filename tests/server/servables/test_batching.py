@@ -12,7 +12,6 @@ import pytest
 from mlserve.server.observability import metrics
 from mlserve.server.servables.batching import Batcher, BatchingOptions
 from mlserve.server.errors import ServingError
-
 from support.tinymodels import digits_batch
 
 SIG = "serving_default"
