@@ -7,7 +7,7 @@ inputs (tf.Example lists, example-in-context, empty and mixed features), GetMode
 GetModelStatus requests, reload configs, and raw bytes that parse as no message at all. Sent to
 any gRPC port (the embedded server's, whichever front-end serves it): `run(port, n)` counts the
 status codes and names what answered INTERNAL or UNKNOWN. Used by benchmarks/abuse.py and, with
-a few hundred calls, by tests/server/test_limits_grpc.py.
+a few hundred calls, by tests/server/frontends/grpc/test_limits_grpc.py.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from servers import MODEL_NAME, ServerProcess, launch_server
+from support.models import MODEL_NAME
+from support.servers import ServerProcess, launch_server
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,7 +26,7 @@ def mlserve_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     return home
 
 
-# -- a real embedded server on ephemeral ports (tests/servers.py) --------------------------------
+# -- a real embedded server on ephemeral ports (support/servers.py) --------------------------------
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """`start_server(*flags, models=[...], wait=True)`: a real embedded server on free ports,
@@ -42,11 +43,11 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         server.stop()
 
 
-# -- predict / bench / client tests (tests/predict_helpers.py) -----------------------------------
+# -- predict / bench / client tests (support/models.py) --------------------------------------------
 @pytest.fixture(scope="session")
 def digits_model_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained digits model exported as <base>/1 (the real export path)."""
-    from predict_helpers import export_tiny_model
+    from support.models import export_tiny_model
 
     return export_tiny_model(tmp_path_factory.mktemp("digits-export"))
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from feature_stores import redis_binary, start_redis
-from ports import free_port
-from test_docs import ROOT, DocsWorld, page_blocks
+from support.feature_stores import redis_binary, start_redis
+from support.ports import free_port
+from support.docs import DocsWorld, page_blocks
+from support.paths import ROOT
 
 PAGE = ROOT / "docs" / "feature-lookup.md"
 

@@ -99,3 +99,30 @@ def test_architecture_names_every_module() -> None:
         if f"`{rel}`" not in text:
             missing.append(rel)
     assert not missing, f"docs/architecture.md does not name: {missing}"
+TESTS = Path(__file__).resolve().parent
+OLD_HELPERS = {"servers", "ports", "probes", "predict_helpers", "tflite_helpers", "h2client", "half_plus_two"}
+
+
+def _bad_test_imports(path: Path) -> list[str]:
+    """The imports of a test module that bypass tests/support/: from a conftest (which holds
+    fixtures only), from another test module, or from a helper module by its old bare name."""
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            last = name.rpartition(".")[2]
+            if (last == "conftest" or last.startswith("test_") or name in OLD_HELPERS
+                    or (isinstance(node, ast.ImportFrom) and node.level and name == "")):
+                bad.append(f"{path.relative_to(TESTS)}:{node.lineno}: {'.' * getattr(node, 'level', 0)}{name}")
+    return bad
+
+
+def test_tests_share_helpers_through_support_only() -> None:
+    modules = [p for p in TESTS.rglob("*.py") if "standins" not in p.parts and "support" not in p.parts]
+    assert len(modules) > 50
+    assert [bad for p in modules for bad in _bad_test_imports(p)] == []

@@ -2,7 +2,7 @@
 
 Each command module exposes `register(app)` and is listed in `COMMAND_MODULES`. Modules here must
 not import TensorFlow or matplotlib at import time: `mlserve --help` stays fast
-(tests/test_startup.py proves it).
+(tests/cli/test_startup.py proves it).
 """
 from __future__ import annotations
 

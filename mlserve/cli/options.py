@@ -13,7 +13,7 @@ import typer
 from typing_extensions import Annotated
 
 # The one meaning of each short flag, across all commands, as the long options that spell it
-# (tests/test_cli_errors.py holds every command to it).
+# (tests/cli/test_cli_errors.py holds every command to it).
 SHORT_FLAGS: dict[str, tuple[str, ...]] = {
     "-b": ("--batch-size",),
     "-c": ("--concurrency",),

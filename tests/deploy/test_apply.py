@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from predict_helpers import run_cli
-
-from .conftest import MODEL, STANDINS, kubectl_calls
+from support.cli import run_cli
+from support.deploy import kubectl_calls
+from support.models import MODEL_NAME
+from support.paths import STANDINS
 
 
 def test_apply_then_rollout_status(exported: Path, kubectl_standin: Path, tmp_path: Path) -> None:
@@ -39,8 +40,8 @@ def test_apply_pvc_copies_versions_before_the_deployment(exported: Path, kubectl
         ["apply", "-n", "ml", "-f", str(out / "00-configmap.yaml"), "-f", str(out / "01-pvc.yaml"),
          "-f", str(out / "02-model-loader.yaml")],
         ["wait", "-n", "ml", "--for=condition=Ready", f"pod/{loader}", "--timeout=300s"],
-        ["cp", str(exported / "1"), f"ml/{loader}:/models/{MODEL}/1"],
-        ["cp", str(exported / "2"), f"ml/{loader}:/models/{MODEL}/2"],
+        ["cp", str(exported / "1"), f"ml/{loader}:/models/{MODEL_NAME}/1"],
+        ["cp", str(exported / "2"), f"ml/{loader}:/models/{MODEL_NAME}/2"],
         ["apply", "-n", "ml", "-f", str(out)],
         ["rollout", "status", "-n", "ml", "deployment/digits-model", "--timeout=300s"],
     ]

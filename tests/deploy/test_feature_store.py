@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from mlserve.server.features.config import parse_config
-from predict_helpers import run_cli
+from support.cli import run_cli
 
-from .conftest import load_yaml, validate_core
+from support.deploy import load_yaml, validate_core
 
 CORE = ("00-configmap.yaml", "10-deployment.yaml", "20-service.yaml", "30-hpa.yaml")
 LOOKUP = """\

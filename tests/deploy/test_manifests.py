@@ -14,9 +14,9 @@ from mlserve.deploy.probes import readiness_command
 from mlserve.deploy.writer import write_folder
 from mlserve.errors import ConflictError
 from mlserve.runtimes.base import ServeOptions, tfs_flags
-from predict_helpers import parse_json_stdout, run_cli
-
-from .conftest import MODEL, kserve_errors, load_yaml, validate_core
+from support.cli import parse_json_stdout, run_cli
+from support.deploy import kserve_errors, load_yaml, validate_core
+from support.models import MODEL_NAME
 
 CORE = ("00-configmap.yaml", "10-deployment.yaml", "20-service.yaml", "30-hpa.yaml")
 
@@ -39,10 +39,10 @@ def test_default_manifests_pass_strict_validation(exported: Path, tmp_path: Path
         validate_core(out / name)
     container = _container(out)
     assert container["image"] == "digits-model:v2"  # the baked image, FROM the pinned serving image
-    assert container["env"] == [{"name": "MODEL_NAME", "value": MODEL}]
+    assert container["env"] == [{"name": "MODEL_NAME", "value": MODEL_NAME}]
     assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
-    assert container["readinessProbe"]["exec"]["command"] == readiness_command(MODEL, 8501)
+    assert container["readinessProbe"]["exec"]["command"] == readiness_command(MODEL_NAME, 8501)
     pod = load_yaml(out / "10-deployment.yaml")["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"prometheus.io/scrape": "true", "prometheus.io/port": "8501",
                                               "prometheus.io/path": "/monitoring/prometheus/metrics"}
@@ -72,7 +72,7 @@ def test_args_come_from_the_serve_mapping(exported: Path, tmp_path: Path) -> Non
     _deploy("kubernetes", "--out", str(out), "--batching-parameters-file", str(params),
             "--poll-seconds", "30", "--tfs-arg=--rest_api_timeout_in_ms=5000")
     expected = tfs_flags(ServeOptions(
-        name="x", model_name=MODEL, model_base_path=Path(f"/models/{MODEL}"), poll_seconds=30,
+        name="x", model_name=MODEL_NAME, model_base_path=Path(f"/models/{MODEL_NAME}"), poll_seconds=30,
         batching_parameters_file=Path("/etc/mlserve/batching.config"),
         monitoring_config_file=Path("/etc/mlserve/monitoring.config"),
         extra_flags=["--rest_api_timeout_in_ms=5000"]), entrypoint_flags=False)
@@ -104,13 +104,13 @@ def test_gpu_pvc_namespace_variant(exported: Path, tmp_path: Path, monkeypatch: 
     assert container["resources"]["limits"] == {"memory": "4Gi", "cpu": "4", "nvidia.com/gpu": 2}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    assert {"name": "models", "mountPath": f"/models/{MODEL}", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "models", "mountPath": f"/models/{MODEL_NAME}", "readOnly": True} in container["volumeMounts"]
     claim = load_yaml(out / "01-pvc.yaml")["spec"]
     assert claim["accessModes"] == ["ReadWriteMany"] and claim["storageClassName"] == "standard-rwx"
     # The init container's check, run by bash here against a folder laid out as the volume.
     command = pod["initContainers"][0]["command"]
     volume = tmp_path / "volume"
-    local = [*command[:2], command[2].replace(f"/models/{MODEL}", str(volume))]
+    local = [*command[:2], command[2].replace(f"/models/{MODEL_NAME}", str(volume))]
     empty = subprocess.run(local, capture_output=True, text=True)
     assert empty.returncode == 1 and "version 1 of digits_model is not on PVC digits-model-models" in empty.stdout
     shutil.copytree(exported, volume)
@@ -139,9 +139,9 @@ def test_dockerfile_bakes_versions_at_models_name_version(exported: Path, tmp_pa
     _deploy("kubernetes", "--out", str(out), "--versions", "1,2", "--image", "registry.example/digits:7")
     steps = _dockerfile(out / "Dockerfile")
     assert steps[0] == ("FROM", ["tensorflow/serving:2.19.1"])  # the pinned tag (settings.docker_tag)
-    assert ("ENV", [f"MODEL_NAME={MODEL}"]) in steps
+    assert ("ENV", [f"MODEL_NAME={MODEL_NAME}"]) in steps
     copies = {args[1]: out / args[0] for keyword, args in steps if keyword == "COPY"}
-    assert sorted(copies) == [f"/models/{MODEL}/1/", f"/models/{MODEL}/2/"]
+    assert sorted(copies) == [f"/models/{MODEL_NAME}/1/", f"/models/{MODEL_NAME}/2/"]
     for destination, source in copies.items():
         version = destination.rstrip("/").rsplit("/", 1)[1]
         original = exported / version

@@ -8,7 +8,7 @@ import pytest
 
 from mlserve.errors import DataError
 from mlserve.tools.plan import SloUnmetError, explain, make_plan
-from predict_helpers import parse_json_stdout, run_cli
+from support.cli import parse_json_stdout, run_cli
 
 
 def _level(c: int, rps: float, p99: float | None, mean: float | None, errors: int = 0) -> dict:
@@ -119,7 +119,7 @@ def test_plan_runs_the_bench_now(digits_server) -> None:
 
 
 def test_plan_without_a_server_keeps_the_bench_exit_code() -> None:
-    from ports import free_port
+    from support.ports import free_port
 
     proc = run_cli("plan", "--rps", "100", "--p99-ms", "50", "--url", f"http://127.0.0.1:{free_port()}",
                    "-c", "1", "--duration", "0.5")

@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ports import free_port
-
-from .conftest import CLASSES
+from support.ports import free_port
+from support.rollout import CLASSES
 
 EXPECTED = {"canary": 2, "stable": 1}  # the version each label names whenever the page predicts
 

@@ -16,10 +16,8 @@ from mlserve.errors import ExitCode
 from mlserve.rollout import actions, configfile, history
 from mlserve.rollout.gate import GateFailedError
 from mlserve.rollout.serverlink import ReloadRefusedError, ServerLink, VersionLoadError
-
-from servers import ServerProcess as Server
-
-from .conftest import BROKEN, CLASSES, MODEL
+from support.servers import ServerProcess as Server
+from support.rollout import BROKEN, CLASSES, MODEL
 
 GATE_DIGITS = 200  # of the sample's test split: 18 are 1s (version 1), 16 are 5s (version 4)
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ports import free_port
+from support.paths import STANDINS
+from support.ports import free_port
+from support.rollout import CLASSES, MODEL
 
-from .conftest import CLASSES, MODEL
-
-STANDINS = Path(__file__).resolve().parents[1] / "standins"
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

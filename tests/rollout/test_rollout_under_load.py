@@ -15,10 +15,8 @@ import numpy as np
 from mlserve.client import ModelTarget, connect
 from mlserve.rollout import actions, history
 from mlserve.rollout.serverlink import ServerLink
-
-from servers import ServerProcess as Server
-
-from .conftest import CLASSES, MODEL
+from support.servers import ServerProcess as Server
+from support.rollout import CLASSES, MODEL
 
 CONNECTIONS = 8
 MAX_REQUESTS = 3000  # per connection: the load is bounded even if the moves hang

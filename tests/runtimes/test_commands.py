@@ -14,8 +14,9 @@ import pytest
 
 from mlserve.runtimes.gpu import check_gpus
 from mlserve.runtimes.install import apt_package
-
-from .conftest import MODEL, STANDINS, Env
+from support.models import MODEL_NAME
+from support.paths import STANDINS
+from support.runtimes import Env
 
 TFS = str(STANDINS / "tensorflow_model_server")
 
@@ -31,7 +32,7 @@ def test_binary_cpu_command(env: Env, base_path: Path) -> None:
     argv = dry(env, "--runtime", "binary", "--model-base-path", str(base_path), "--port", "9000",
                "--rest-port", "9001")
     # a base path is served through the managed model config (docs/rollout.md) that mlserve keeps
-    config = env.home / "configs" / f"{MODEL}.config"
+    config = env.home / "configs" / f"{MODEL_NAME}.config"
     assert argv == [TFS, "--port=9000", "--rest_api_port=9001", f"--model_config_file={config}"]
     assert f'base_path: "{base_path}"' in config.read_text()
 
@@ -53,11 +54,11 @@ def test_binary_every_option(env: Env, base_path: Path, tmp_path: Path) -> None:
 def test_docker_command(env: Env, base_path: Path, gpu: bool) -> None:
     argv = dry(env, "--runtime", "docker", "--model-base-path", str(base_path), "--port", "9000",
                "--rest-port", "9001", "--batching", *(["--gpu"] if gpu else []))
-    expected = ["docker", "run", "--rm", "--name", f"mlserve-{MODEL}"]
+    expected = ["docker", "run", "--rm", "--name", f"mlserve-{MODEL_NAME}"]
     expected += ["--gpus", "all"] if gpu else []
     expected += ["-p", "127.0.0.1:9000:8500", "-p", "127.0.0.1:9001:8501",
-                 "--mount", f"type=bind,source={base_path},target=/models/{MODEL},readonly",
-                 "--mount", f"type=bind,source={env.home / 'servers' / f'{MODEL}.models.docker.config'},"
+                 "--mount", f"type=bind,source={base_path},target=/models/{MODEL_NAME},readonly",
+                 "--mount", f"type=bind,source={env.home / 'servers' / f'{MODEL_NAME}.models.docker.config'},"
                             "target=/etc/mlserve/models.config,readonly",
                  "tensorflow/serving:2.19.1-gpu" if gpu else "tensorflow/serving:2.19.1",
                  "--model_config_file=/etc/mlserve/models.config", "--enable_batching"]
@@ -70,7 +71,7 @@ def test_docker_settings_host_and_files(env: Env, base_path: Path, tmp_path: Pat
     argv = dry(env, "--runtime", "docker", "--model-base-path", str(base_path), "--host", "0.0.0.0",
                "--batching-parameters-file", str(batching), "--monitoring",
                MLSERVE_DOCKER_IMAGE="registry.local/serving", MLSERVE_DOCKER_TAG="2.18.0")
-    monitoring = env.home / "servers" / f"{MODEL}.monitoring.config"
+    monitoring = env.home / "servers" / f"{MODEL_NAME}.monitoring.config"
     assert "registry.local/serving:2.18.0" in argv
     assert argv[argv.index("-p") + 1] == "0.0.0.0:8500:8500"
     assert f"type=bind,source={batching},target=/etc/mlserve/batching_parameters.txt,readonly" in argv
@@ -97,7 +98,7 @@ def test_docker_model_config_file(env: Env, base_path: Path, tmp_path: Path) -> 
 def test_embedded_command(env: Env, base_path: Path) -> None:
     argv = dry(env, "--runtime", "embedded", "--model-base-path", str(base_path))
     assert argv == ["CUDA_VISIBLE_DEVICES=", sys.executable, "-m", "mlserve.server", "--port=8500",
-                    "--rest_api_port=8501", f"--model_config_file={env.home / 'configs' / f'{MODEL}.config'}",
+                    "--rest_api_port=8501", f"--model_config_file={env.home / 'configs' / f'{MODEL_NAME}.config'}",
                     "--host=127.0.0.1"]
     # --gpu leaves the GPU visible to TensorFlow (dry-run skips the GPU check).
     assert dry(env, "--runtime", "embedded", "--model-base-path", str(base_path), "--gpu")[0] == sys.executable

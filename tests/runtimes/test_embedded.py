@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MODEL, Env, pid_gone, port_free
+from support.models import MODEL_NAME
+from support.ports import pid_gone, port_free
+from support.runtimes import Env
 
 pytestmark = pytest.mark.slow
 
 
 def predict(rest: int) -> list[float]:
     body = json.dumps({"instances": [[[[0.5]] * 28] * 28]}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{rest}/v1/models/{MODEL}:predict", data=body,
+    request = urllib.request.Request(f"http://127.0.0.1:{rest}/v1/models/{MODEL_NAME}:predict", data=body,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["predictions"][0]
@@ -36,11 +38,11 @@ def test_detach_status_predict_stop(env: Env, saved_model: Path, ports: tuple[in
     assert done.returncode == 0, done.stderr
     [state] = env.status()
     assert state["runtime"] == runtime
-    assert state["models"] == {MODEL: [{"version": "1", "state": "AVAILABLE"}]}
+    assert state["models"] == {MODEL_NAME: [{"version": "1", "state": "AVAILABLE"}]}
     scores = predict(rest)
     assert len(scores) == 10 and abs(sum(scores) - 1) < 1e-4
-    done = env.run("stop", MODEL, **extra)
-    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL}: terminated", done.stderr
+    done = env.run("stop", MODEL_NAME, **extra)
+    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL_NAME}: terminated", done.stderr
     assert pid_gone(state["pid"]) and port_free(grpc) and port_free(rest)
     assert env.status() == []
 
@@ -91,8 +93,8 @@ def test_stopping_a_foreground_server_signals_it_once(env: Env, saved_model: Pat
         assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
         time.sleep(0.1)
     done = env.run("stop")
-    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL}: terminated", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL_NAME}: terminated", done.stderr
     assert proc.wait(timeout=60) == 0
-    log = (env.home / "logs" / f"{MODEL}.log").read_text()
+    log = (env.home / "logs" / f"{MODEL_NAME}.log").read_text()
     assert log.count("Received SIGTERM") == 1, log[-2000:]
     assert port_free(grpc) and port_free(rest) and env.status() == []

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import MODEL, Env, pid_gone, port_free
+from support.models import MODEL_NAME
+from support.ports import pid_gone, port_free
+from support.runtimes import Env
 
 
 def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 30) -> str:
@@ -40,22 +42,22 @@ def test_binary_detach_status_logs_stop(env: Env, base_path: Path, ports: tuple[
     assert f"REST http://127.0.0.1:{rest}" in done.stdout
     # The stand-in ran exactly the command that --dry-run showed.
     assert env.recorded("tensorflow_model_server") == [planned[1:]]
-    record = json.loads((env.home / "servers" / f"{MODEL}.json").read_text())
+    record = json.loads((env.home / "servers" / f"{MODEL_NAME}.json").read_text())
     assert record["runtime"] == "binary" and record["command"] == planned
-    assert record["log_path"] == str(env.home / "logs" / f"{MODEL}.log")
+    assert record["log_path"] == str(env.home / "logs" / f"{MODEL_NAME}.log")
     [state] = env.status()
     assert state["alive"] and state["pid"] == record["pid"]
-    assert state["models"] == {MODEL: [{"version": "1", "state": "AVAILABLE"}]}
+    assert state["models"] == {MODEL_NAME: [{"version": "1", "state": "AVAILABLE"}]}
 
     logs = env.run("logs", "-n", "3")
     assert logs.returncode == 0 and len(logs.stdout.splitlines()) == 3
-    assert "standin stub" in env.run("logs", MODEL).stdout
+    assert "standin stub" in env.run("logs", MODEL_NAME).stdout
 
-    done = env.run("stop", MODEL)
-    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL}: terminated"
+    done = env.run("stop", MODEL_NAME)
+    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL_NAME}: terminated"
     assert pid_gone(record["pid"]) and port_free(grpc) and port_free(rest)
-    assert env.status() == [] and not (env.home / "servers" / f"{MODEL}.json").exists()
-    assert "SIGTERM, shutting down" in (env.home / "logs" / f"{MODEL}.log").read_text()
+    assert env.status() == [] and not (env.home / "servers" / f"{MODEL_NAME}.json").exists()
+    assert "SIGTERM, shutting down" in (env.home / "logs" / f"{MODEL_NAME}.log").read_text()
 
 
 def test_docker_detach_pulls_serves_and_stops(env: Env, base_path: Path, ports: tuple[int, int]) -> None:
@@ -72,7 +74,7 @@ def test_docker_detach_pulls_serves_and_stops(env: Env, base_path: Path, ports: 
     assert ["pull", "tensorflow/serving:2.19.1"] in calls
     assert calls[-1] == planned[1:]
     [state] = env.status()
-    assert state["container"] == "mlserve-dk" and state["models"][MODEL][0]["state"] == "AVAILABLE"
+    assert state["container"] == "mlserve-dk" and state["models"][MODEL_NAME][0]["state"] == "AVAILABLE"
     assert ["inspect", "--format", "{{.State.Running}}", "mlserve-dk"] in env.recorded("docker")
     assert env.run("stop", "dk").returncode == 0
     assert ["stop", "-t", "10", "mlserve-dk"] in env.recorded("docker")
@@ -109,7 +111,7 @@ def test_stale_record_is_cleaned(env: Env, base_path: Path, ports: tuple[int, in
     done = env.run("serve", "--detach", "--runtime", "binary", "--model-base-path", str(base_path),
                    "--port", str(grpc), "--rest-port", str(rest))
     assert done.returncode == 0, done.stderr
-    path = env.home / "servers" / f"{MODEL}.json"
+    path = env.home / "servers" / f"{MODEL_NAME}.json"
     pid = json.loads(path.read_text())["pid"]
     os.kill(pid, signal.SIGKILL)
     assert pid_gone(pid)
@@ -118,7 +120,7 @@ def test_stale_record_is_cleaned(env: Env, base_path: Path, ports: tuple[int, in
     (env.home / "servers" / "recycled.json").write_text(json.dumps(other))
     done = env.run("status", "--json")
     assert done.returncode == 0 and json.loads(done.stdout) == []
-    assert f"removed stale record '{MODEL}'" in done.stderr and "'recycled'" in done.stderr
+    assert f"removed stale record '{MODEL_NAME}'" in done.stderr and "'recycled'" in done.stderr
     assert not path.exists() and not (env.home / "servers" / "recycled.json").exists()
 
 
@@ -129,7 +131,7 @@ def test_sigkill_when_sigterm_is_ignored(env: Env, base_path: Path, ports: tuple
     assert done.returncode == 0, done.stderr
     pid = env.status()[0]["pid"]
     done = env.run("stop", "--timeout", "1")
-    assert done.stdout.strip() == f"{MODEL}: killed"
+    assert done.stdout.strip() == f"{MODEL_NAME}: killed"
     assert pid_gone(pid) and port_free(rest)
 
 
@@ -137,7 +139,7 @@ def test_same_name_twice_is_a_conflict(env: Env, base_path: Path, ports: tuple[i
     grpc, rest = ports
     args = ["--runtime", "binary", "--model-base-path", str(base_path)]
     assert env.run("serve", "--detach", *args, "--port", str(grpc), "--rest-port", str(rest)).returncode == 0
-    from .conftest import free_port
+    from support.ports import free_port
 
     done = env.run("serve", "--detach", *args, "--port", str(free_port()), "--rest-port", str(free_port()))
     assert done.returncode == 6 and "already running" in done.stderr
@@ -202,7 +204,7 @@ def test_mlserve_killed_during_a_detached_start_leaves_a_server_status_and_stop_
             [sys.executable, "-m", "mlserve", "serve", "--detach", "--runtime", "binary",
              "--model-base-path", str(base_path), "--port", str(grpc), "--rest-port", str(rest)],
             env={**env, "MLSERVE_STANDIN_READY_DELAY": "60"}, stdout=subprocess.DEVNULL, stderr=sink)
-    record = env.home / "servers" / f"{MODEL}.json"
+    record = env.home / "servers" / f"{MODEL_NAME}.json"
 
     def spawned() -> bool:  # the name is claimed (pid 0) just before the spawn; then the pid
         try:
@@ -218,7 +220,7 @@ def test_mlserve_killed_during_a_detached_start_leaves_a_server_status_and_stop_
     proc.wait(timeout=10)
     child = json.loads(record.read_text())["pid"]
     assert [s["pid"] for s in env.status()] == [child]
-    done = env.run("stop", MODEL)
+    done = env.run("stop", MODEL_NAME)
     assert done.returncode == 0, done.stderr
     assert pid_gone(child) and port_free(rest) and env.status() == []
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MODEL, Env, free_port, pid_gone, port_free
+from support.models import MODEL_NAME
+from support.ports import free_port, pid_gone, port_free
+from support.runtimes import Env
 
 DOCKER = {"MLSERVE_STANDIN_DOCKER_ENGINE": "1", "MLSERVE_TFS_BINARY": "/nonexistent/tfs"}
 
@@ -62,7 +64,7 @@ def test_racing_starts_of_one_name_leave_the_winner_recorded(
     codes = sorted(p.wait(timeout=60) for p in procs)
     assert codes == [0, 6], [(tmp_path / f"same-{i}.out").read_text() for i in range(2)]
     [state] = env.status()
-    assert state["name"] == "same" and state["models"][MODEL][0]["state"] == "AVAILABLE"
+    assert state["name"] == "same" and state["models"][MODEL_NAME][0]["state"] == "AVAILABLE"
 
 
 def _detach(env: Env, base_path: Path, name: str, *extra: str) -> dict:
@@ -130,9 +132,9 @@ def test_mlserve_stop_of_a_foreground_server_asks_it_once(env: Env, base_path: P
         time.sleep(0.05)
     child = env.status()[0]["pid"]
     done = env.run("stop")
-    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL}: terminated", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == f"{MODEL_NAME}: terminated", done.stderr
     assert proc.wait(timeout=30) == 0  # stopped on request (SIGTERM), not interrupted
-    log = (env.home / "logs" / f"{MODEL}.log").read_text()
+    log = (env.home / "logs" / f"{MODEL_NAME}.log").read_text()
     assert log.count("SIGTERM, shutting down") == 1
     assert pid_gone(child) and port_free(rest) and env.status() == []
     assert list((env.home / "servers").iterdir()) == []  # no record, no .monitoring.config

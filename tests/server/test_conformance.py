@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import requests
 
-from .conftest import MODEL_NAME, ServerProcess, digits_batch
+from support.models import MODEL_NAME
+from support.servers import ServerProcess
+from support.tinymodels import digits_batch
 
 
 def _predict_stub(server: ServerProcess):  # noqa: ANN202

@@ -12,7 +12,7 @@ import grpc
 import pytest
 import requests
 
-from .conftest import ServerProcess
+from support.servers import ServerProcess
 
 NAME = "half_plus_two"
 

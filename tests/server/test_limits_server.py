@@ -12,7 +12,8 @@ import pytest
 import requests
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-from .conftest import MODEL_NAME, ServerProcess
+from support.models import MODEL_NAME
+from support.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from servers import MODEL_NAME, ServerProcess, launch_server
+from support.servers import MODEL_NAME, ServerProcess, launch_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -3,7 +3,7 @@ of the body and read by simdjson into one flat buffer of doubles, its nesting ch
 the canonical bracket layout of its shape. No Python list or float is built.
 
 It must agree with the exact path (`jsondoc.parse_json` + `decode.decode_predict`), and
-tests/server/test_codecs.py holds the two equal: anything unusual (no such tensor, ragged,
+tests/server/frontends/rest/test_codecs.py holds the two equal: anything unusual (no such tensor, ragged,
 numbers JSON forbids, other layouts) is left to the exact path, so answers and error messages
 are the same either way.
 """
