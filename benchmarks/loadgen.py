@@ -30,14 +30,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict:
-    """wrk on the load core, 1 thread, closed loop; figures from predict.lua's done() hook."""
+def run_wrk(url: str, body_file: Path, connections: int, seconds: float,
+            headers: dict[str, str] | None = None) -> dict:
+    """wrk on the load core, 1 thread, closed loop; figures from predict.lua's done() hook.
+    `headers`: Content-Type and at most one other header (a v2 binary body's)."""
     seconds = max(1, round(seconds))  # wrk takes whole seconds
     argv = ["taskset", "-c", LOADGEN_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
             "--timeout", "10s", "-s", str(HERE / "predict.lua"), url]
     cpu0 = _children_cpu()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
-                          env=dict(os.environ, BENCH_BODY=str(body_file)))
+                          env=dict(os.environ, BENCH_BODY=str(body_file), **_header_env(headers or {})))
     cpu = _children_cpu() - cpu0
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
@@ -54,6 +56,18 @@ def run_wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict
         "p99_ms": raw["latency_us"]["p99"] / 1000,
         "loadgen_cpu": round(cpu / seconds_run, 2),
     }
+
+
+def _header_env(headers: dict[str, str]) -> dict[str, str]:
+    env = {}
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            env["BENCH_CONTENT_TYPE"] = value
+        elif "BENCH_HEADER" in env:
+            raise ValueError("predict.lua takes one extra header")
+        else:
+            env["BENCH_HEADER"] = f"{name}: {value}"
+    return env
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
@@ -85,7 +99,7 @@ def parse_h2load(stdout: str, log_lines: list[str]) -> dict:
 
 
 def run_h2load(port: int, body_file: Path, connections: int, seconds: float,
-               requests: int | None = None) -> dict:
+               requests: int | None = None, path: str = GRPC_PREDICT_PATH) -> dict:
     """h2load on the load core, 1 thread, one gRPC Predict stream per connection, for `seconds`
     (or, given `requests`, for that many calls, at most 120 s)."""
     seconds = max(1, round(seconds))
@@ -95,7 +109,7 @@ def run_h2load(port: int, body_file: Path, connections: int, seconds: float,
         argv = ["taskset", "-c", LOADGEN_CORE, "h2load", "-t", "1", "-c", str(connections),
                 "-m", "1", *bound, "--log-file", log.name, "-d", str(body_file),
                 "-H", "content-type: application/grpc", "-H", "te: trailers",
-                f"http://127.0.0.1:{port}{GRPC_PREDICT_PATH}"]
+                f"http://127.0.0.1:{port}{path}"]
         cpu0 = _children_cpu()
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         cpu = _children_cpu() - cpu0

@@ -287,7 +287,7 @@ def test_run_sh_help_installs_nothing(tmp_path: Path) -> None:
     assert not calls.exists() and "installing" not in done.stderr
 
 
-@pytest.mark.parametrize("script", ["serving.py", "h2load_grpc.py", "abuse.py", "tflite.py"])
+@pytest.mark.parametrize("script", ["serving.py", "h2load_grpc.py", "abuse.py", "abuse_h2.py", "tflite.py", "v2.py"])
 def test_benchmark_scripts_start(script: str) -> None:
     """Each benchmark script imports and prints its help: a script that is only run by hand must
     not break silently when the harness modules it borrows from move (tflite.py once did)."""
