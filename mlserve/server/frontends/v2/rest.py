@@ -172,12 +172,13 @@ class V2Rest:
             if path in ("/v2", "/v2/") and method in ("GET", "HEAD"):
                 self._json(conn, req, path, 200, server_metadata())
                 return
+            # health answers by status (tritonclient reads that) and by body (KServe's clients)
             if path == "/v2/health/live" and method in ("GET", "HEAD"):
-                self._empty(conn, req, path, 200)
+                self._json(conn, req, path, 200, {"live": True})
                 return
             if path == "/v2/health/ready" and method in ("GET", "HEAD"):
                 ready = self.dataplane.ready() and not self.host.http.stopping
-                self._empty(conn, req, path, 200 if ready else 503)
+                self._json(conn, req, path, 200 if ready else 503, {"ready": ready})
                 return
             m = _MODEL.fullmatch(path)
             if m is None:
@@ -188,7 +189,8 @@ class V2Rest:
             if verb == "/infer" and method == "POST":
                 self._infer(conn, req, path, ref)
             elif verb == "/ready" and method in ("GET", "HEAD"):
-                self._empty(conn, req, path, 200 if self._ready(ref) else 400)
+                ready = self._ready(ref)
+                self._json(conn, req, path, 200 if ready else 400, {"name": ref.name, "ready": ready}, model=model)
             elif verb is None and method in ("GET", "HEAD"):
                 self._json(conn, req, path, 200, model_metadata(self.dataplane, ref), model=model)
             else:
@@ -209,9 +211,6 @@ class V2Rest:
     def _json(self, conn: Connection, req: Request, path: str, status: int, doc: Any, model: str = "") -> None:
         self.host.finish(conn, req, path, status, orjson.dumps(doc), content_type=_JSON, model=model,
                          api="metadata", v1=False)
-
-    def _empty(self, conn: Connection, req: Request, path: str, status: int) -> None:
-        self.host.finish(conn, req, path, status, b"", content_type=None, v1=False)
 
     def _error(self, conn: Connection, req: Request, path: str, e: ServingError, model: str) -> None:
         self.host.finish(conn, req, path, http_status(e.code), error_body(e.message), content_type=_JSON,
