@@ -142,7 +142,14 @@ class GrpcCalls:
             if hold is not None:
                 hold(decoded)
 
-        inputs = servable.inputs_from_protos(sig, request.inputs, admit)
+        features = self.dataplane.features
+        if features is not None and set(request.inputs) == set(features.request_dtypes(sig)):
+            # a keyed request of --feature_lookup: the data plane fills the rest from the store,
+            # and the servable checks the completed inputs as ever
+            admit(request.inputs)
+            inputs = {k: tensors.to_ndarray(v, k) for k, v in request.inputs.items()}
+        else:
+            inputs = servable.inputs_from_protos(sig, request.inputs, admit)
         output_filter = list(request.output_filter) or None
         if output_filter:
             servable.check_output_filter(sig, output_filter)

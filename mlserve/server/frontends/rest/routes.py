@@ -9,8 +9,7 @@ Routes (TF Serving's, read from its http_server.cc / http_rest_api_handler.cc fo
     <prometheus path from --monitoring_config_file>            metrics (text/plain)
 mlserve extensions:
     GET  /v1/mlserve/models      {"models": [{"name", "versions": [{"version", "state"}]}]}
-    GET  /v2/health/live         200 while the process serves
-    GET  /v2/health/ready        200 when every model has an AVAILABLE version, else 503
+    /v2/...                      the `PathApp`s passed in: the Open Inference Protocol (frontends/v2)
 
 URLs are read as TF Serving reads them, query string included (`paths`).
 Errors are `{"error": "<message>"}` with TF Serving's status mapping (errors.StatusCode).
