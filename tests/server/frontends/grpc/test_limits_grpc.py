@@ -182,7 +182,7 @@ def test_decoded_sizes_are_checked_before_decoding_and_charged(start_server: Cal
         wrong.inputs["a0"].CopyFrom(_tensor(types_pb2.DT_FLOAT, [268435456], float_val=[1.0]))
         error = refused(wrong)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert error.details().startswith("input tensor alias not found in signature: a0.")
+        assert error.details().startswith("Signature input alias: Conv1_input(feed name: ") and "{a0}" in error.details()
         # the right name, 1 GiB once filled: over the per-request cap, refused before it exists
         big = predict_pb2.PredictRequest()
         big.model_spec.name = MODEL_NAME
