@@ -54,7 +54,8 @@ def test_self_test_open_loop() -> None:
     assert lv["ok"] == lv["sent"] > 0 and lv["errors"] == 0
 
 
-@pytest.mark.parametrize("args", [["--rate", "0"], ["--rate", "a"], ["--rate", "10", "--arrival", "burst"]])
+@pytest.mark.parametrize("args", [["--rate", "0"], ["--rate", "a"], ["--rate", "10", "--arrival", "burst"],
+                                  ["--rate", "10", "--grpc"]])
 def test_bad_rates_are_usage_errors(args) -> None:
     proc = run_cli("bench", "--url", f"http://127.0.0.1:{free_port()}", *args)
     assert proc.returncode == 2, proc.stderr

@@ -55,6 +55,9 @@ def bench(
     if plot_file is not None:
         plot = True
     if rate is not None:
+        if grpc:
+            from mlserve.errors import UsageError
+            raise UsageError("--rate (open loop) drives REST only", hint="drop --grpc, or use --concurrency")
         _open_loop(rate, arrival, connections, duration or 3.0, batch_size, url, model, version,
                    label, signature, columnar, timeout, data, json_, self_test)
         return
