@@ -38,6 +38,11 @@ def bench(
         None, "--plot-file", help="Where --plot writes (default: <home>/plots/bench-<time>.png)."),
     self_test: bool = typer.Option(False, "--self-test",
                                    help="Measure the load generator's own ceiling against a canned server."),
+    rate: Optional[str] = typer.Option(
+        None, "--rate", help="Open loop: comma-separated arrival rates (req/s), sent whether or not "
+                             "answers come back; latency from each scheduled send time."),
+    arrival: str = typer.Option("poisson", "--arrival", help="Open-loop arrivals: poisson or constant."),
+    connections: int = typer.Option(16, "--connections", help="Open-loop keep-alive connections."),
 ) -> None:
     """Load a model server with bounded, concurrent predict requests and report per level:
     requests/s, images/s, p50/p90/p99/max latency and errors (never folded into the figures).
@@ -51,6 +56,13 @@ def bench(
 
     if plot_file is not None:
         plot = True
+    if rate is not None:
+        if grpc:
+            from mlserve.errors import UsageError
+            raise UsageError("--rate (open loop) drives REST only", hint="drop --grpc, or use --concurrency")
+        _open_loop(rate, arrival, connections, duration or 3.0, batch_size, url, model, version,
+                   label, signature, columnar, timeout, data, json_, self_test)
+        return
     if duration is None and requests is None:
         duration = 5.0
     if self_test:
@@ -103,6 +115,64 @@ def bench(
         title = f"{report.model} via {report.transport} at {report.address}, batch {report.batch_size}"
         written = plot_bench([lv.as_dict() for lv in report.levels], path, title=title)
         (output.err if json_ else output.out).print(f"Plot: {written}", soft_wrap=True, markup=False)
+
+
+def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch_size: int,
+               url, model, version, label, signature, columnar, timeout, data, json_: bool,
+               self_test: bool) -> None:
+    """`--rate`: one open-loop level per arrival rate, REST only."""
+    from mlserve.bench import openloop
+    from mlserve.bench.canned import CannedServer
+    from mlserve.client import ModelTarget
+    from mlserve.client.rest import model_path, predict_body
+
+    rates = openloop.parse_rates(rate)
+    if arrival not in openloop.ARRIVALS:
+        from mlserve.errors import UsageError
+        raise UsageError(f"--arrival must be one of {', '.join(openloop.ARRIVALS)}, got {arrival!r}",
+                         hint="use --arrival poisson or --arrival constant")
+
+    def run(target_url: str, images, target) -> list:
+        output.err.print(f"Open loop: {len(rates)} rates x {duration:g} s ({arrival})",
+                         markup=False, highlight=False)
+        return openloop.run_open_loop(
+            target_url, model_path(target) + ":predict", predict_body(images, target.signature, columnar),
+            rates=rates, duration=duration, arrival=arrival, connections=connections,
+            timeout=settings.get("timeout", timeout) or 10.0)
+
+    if self_test:
+        import numpy as np
+
+        target = ModelTarget("canned")
+        with CannedServer(batch_size) as server:
+            levels = run(server.url, np.zeros((batch_size, 28, 28, 1), dtype=np.float32), target)
+            where = server.url
+    else:
+        from mlserve.model import inputs
+
+        target = ModelTarget(settings.get("model_name", model), version=version, label=label,
+                             signature=signature)
+        where = settings.get("url", url)
+        levels = run(where, _images(inputs, batch_size, data), target)
+    if json_:
+        output.print_json({"open_loop": True, "self_test": self_test, "address": where,
+                           "model": target.describe(), "levels": [lv.as_dict() for lv in levels]})
+        return
+    from rich.table import Table
+
+    def ms(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    output.out.print(f"open loop ({arrival}) against {target.describe()} at {where}, "
+                     f"{connections} connections; latency in ms from each scheduled send")
+    table = Table("rate", "achieved", "p50", "p99", "p99.9", "max", "ok", "err", "drops")
+    for lv in levels:
+        table.add_row(_rate(lv.rate), _rate(lv.achieved_per_s), ms(lv.p50_ms), ms(lv.p99_ms),
+                      ms(lv.p999_ms), ms(lv.max_ms), str(lv.ok), str(lv.errors), str(lv.drops))
+    output.out.print(table)
+    for lv in levels:
+        for message in lv.error_messages:
+            output.out.print(f"errors at rate {_rate(lv.rate)}: {message}", soft_wrap=True, markup=False)
 
 
 def _images(inputs, batch_size: int, data: Optional[str]):

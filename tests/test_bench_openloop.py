@@ -1,0 +1,61 @@
+"""`mlserve bench --rate`: the open-loop load against a real embedded server and the canned one."""
+from __future__ import annotations
+
+import pytest
+
+from mlserve.bench import CannedServer
+from mlserve.bench.openloop import percentile, run_open_loop, schedule
+from predict_helpers import free_port, parse_json_stdout, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_open_loop_against_the_model_server(digits_server) -> None:
+    proc = run_cli("bench", "--url", digits_server.url, "--rate", "20,50", "--duration", "0.5",
+                   "--arrival", "constant", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = parse_json_stdout(proc)
+    assert report["open_loop"] is True and [lv["rate"] for lv in report["levels"]] == [20.0, 50.0]
+    for lv in report["levels"]:
+        assert lv["sent"] == int(lv["rate"] * 0.5) and lv["ok"] == lv["sent"]
+        assert lv["errors"] == 0 and lv["drops"] == 0
+        assert 0 < lv["p50_ms"] <= lv["p99_ms"] <= lv["p999_ms"] <= lv["max_ms"]
+
+
+def test_errors_and_unanswered_requests_are_counted() -> None:
+    with CannedServer(error_every=2) as server:
+        lv = run_open_loop(server.url, "/x", b"{}", rates=[100], duration=0.4, arrival="constant")[0]
+    assert lv.sent == 40 and lv.ok == 20 and lv.errors == 20 and "canned error" in lv.error_messages[0]
+    with CannedServer(hold_after=5) as server:  # a server that stops answering: the rest time out
+        lv = run_open_loop(server.url, "/x", b"{}", rates=[50], duration=0.4, arrival="constant",
+                           timeout=0.5)[0]
+    assert lv.ok == 5 and lv.errors == lv.sent - 5 and "unanswered" in lv.error_messages[0]
+
+
+def test_over_max_in_flight_is_a_drop_not_a_queue() -> None:
+    with CannedServer(hold_after=1) as server:
+        lv = run_open_loop(server.url, "/x", b"{}", rates=[100], duration=0.3, arrival="constant",
+                           max_in_flight=10, timeout=0.2)[0]
+    # the first is answered (a slot frees), then 10 stay in flight and the rest of the 30 drop
+    assert lv.ok == 1 and lv.sent == 11 and lv.drops == 19
+
+
+def test_schedules_and_percentiles() -> None:
+    assert schedule(10, 1.0, "constant") == [i / 10 for i in range(10)]
+    poisson = schedule(1000, 2.0, "poisson", seed=1)
+    assert 1800 < len(poisson) < 2200 and poisson == sorted(poisson) and poisson[-1] < 2.0
+    assert percentile(list(range(1, 1001)), 0.99) == 990 and percentile([], 0.5) is None
+
+
+def test_self_test_open_loop() -> None:
+    proc = run_cli("bench", "--self-test", "--rate", "200", "--duration", "0.5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    lv = parse_json_stdout(proc)["levels"][0]
+    assert lv["ok"] == lv["sent"] > 0 and lv["errors"] == 0
+
+
+@pytest.mark.parametrize("args", [["--rate", "0"], ["--rate", "a"], ["--rate", "10", "--arrival", "burst"],
+                                  ["--rate", "10", "--grpc"]])
+def test_bad_rates_are_usage_errors(args) -> None:
+    proc = run_cli("bench", "--url", f"http://127.0.0.1:{free_port()}", *args)
+    assert proc.returncode == 2, proc.stderr
