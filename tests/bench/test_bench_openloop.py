@@ -5,7 +5,8 @@ import pytest
 
 from mlserve.bench import CannedServer
 from mlserve.bench.openloop import percentile, run_open_loop, schedule
-from predict_helpers import free_port, parse_json_stdout, run_cli
+from support.cli import parse_json_stdout, run_cli
+from support.ports import free_port
 
 pytestmark = pytest.mark.slow
 
