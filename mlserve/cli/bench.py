@@ -60,6 +60,10 @@ def bench(
         if grpc:
             from mlserve.errors import UsageError
             raise UsageError("--rate (open loop) drives REST only", hint="drop --grpc, or use --concurrency")
+        if protocol != "v1" or binary:
+            from mlserve.errors import UsageError
+            raise UsageError("--rate (open loop) sends TF Serving's v1 REST predict only",
+                             hint="drop --protocol/--binary, or use --concurrency for v2")
         _open_loop(rate, arrival, connections, duration or 3.0, batch_size, url, model, version,
                    label, signature, columnar, timeout, data, json_, self_test)
         return
