@@ -43,6 +43,9 @@ def bench(
                              "answers come back; latency from each scheduled send time."),
     arrival: str = typer.Option("poisson", "--arrival", help="Open-loop arrivals: poisson or constant."),
     connections: int = typer.Option(16, "--connections", help="Open-loop keep-alive connections."),
+    max_inflight: int = typer.Option(256, "--max-inflight",
+                                     help="Open loop: requests in flight at most; one due beyond it is "
+                                          "dropped (counted), never queued."),
 ) -> None:
     """Load a model server with bounded, concurrent predict requests and report per level:
     requests/s, images/s, p50/p90/p99/max latency and errors (never folded into the figures).
@@ -65,7 +68,8 @@ def bench(
             raise UsageError("--rate (open loop) sends TF Serving's v1 REST predict only",
                              hint="drop --protocol/--binary, or use --concurrency for v2")
         _open_loop(rate, arrival, connections, duration or 3.0, batch_size, url, model, version,
-                   label, signature, columnar, timeout, data, json_, self_test)
+                   label, signature, columnar, timeout, data, json_, self_test, max_inflight,
+                   plot_file if plot else None, plot)
         return
     if duration is None and requests is None:
         duration = 5.0
@@ -123,7 +127,8 @@ def bench(
 
 def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch_size: int,
                url, model, version, label, signature, columnar, timeout, data, json_: bool,
-               self_test: bool) -> None:
+               self_test: bool, max_inflight: int = 256, plot_file: Optional[Path] = None,
+               plot: bool = False) -> None:
     """`--rate`: one open-loop level per arrival rate, REST only."""
     from mlserve.bench import openloop
     from mlserve.bench.canned import CannedServer
@@ -135,6 +140,10 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
         from mlserve.errors import UsageError
         raise UsageError(f"--arrival must be one of {', '.join(openloop.ARRIVALS)}, got {arrival!r}",
                          hint="use --arrival poisson or --arrival constant")
+    if not 1 <= max_inflight <= 1_000_000:
+        from mlserve.errors import UsageError
+        raise UsageError(f"--max-inflight must be 1..1000000, got {max_inflight}",
+                         hint="e.g. --max-inflight 256")
 
     def run(target_url: str, images, target) -> list:
         output.err.print(f"Open loop: {len(rates)} rates x {duration:g} s ({arrival})",
@@ -142,7 +151,7 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
         return openloop.run_open_loop(
             target_url, model_path(target) + ":predict", predict_body(images, target.signature, columnar),
             rates=rates, duration=duration, arrival=arrival, connections=connections,
-            timeout=settings.get("timeout", timeout) or 10.0)
+            max_in_flight=max_inflight, timeout=settings.get("timeout", timeout) or 10.0)
 
     if self_test:
         import numpy as np
@@ -160,15 +169,30 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
         levels = run(where, _images(inputs, batch_size, data), target)
     if json_:
         output.print_json({"open_loop": True, "self_test": self_test, "address": where,
-                           "model": target.describe(), "levels": [lv.as_dict() for lv in levels]})
-        return
+                           "model": target.describe(), "max_inflight": max_inflight,
+                           "levels": [lv.as_dict() for lv in levels]})
+    else:
+        _print_open_loop(levels, arrival, target, where, connections, max_inflight)
+    if plot:
+        from mlserve.tools.plots import plot_open_loop
+        from mlserve.workspace import Workspace
+
+        path = plot_file or Workspace.current().plots_dir / f"bench-rate-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        written = plot_open_loop([lv.as_dict() for lv in levels], path,
+                                 title=f"open loop ({arrival}) against {target.describe()} at {where}")
+        (output.err if json_ else output.out).print(f"Plot: {written}", soft_wrap=True, markup=False)
+
+
+def _print_open_loop(levels: list, arrival: str, target, where: str, connections: int,
+                     max_inflight: int) -> None:
     from rich.table import Table
 
     def ms(v) -> str:
         return "-" if v is None else f"{v:.2f}"
 
     output.out.print(f"open loop ({arrival}) against {target.describe()} at {where}, "
-                     f"{connections} connections; latency in ms from each scheduled send")
+                     f"{connections} connections, at most {max_inflight} in flight; "
+                     f"latency in ms from each scheduled send")
     table = Table("rate", "achieved", "p50", "p99", "p99.9", "max", "ok", "err", "drops")
     for lv in levels:
         table.add_row(_rate(lv.rate), _rate(lv.achieved_per_s), ms(lv.p50_ms), ms(lv.p99_ms),

@@ -206,3 +206,46 @@ def plot_bench(levels: list[dict[str, Any]], path: str | os.PathLike, *, title: 
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+OPEN_LOOP_FIGURE_PX = (1200, 450)  # p99 and achieved rate against offered rate
+
+
+def plot_open_loop(levels: list[dict[str, Any]], path: str | os.PathLike, *, title: str = "") -> Path:
+    """p50/p99/p99.9 latency and the achieved rate against the offered rate (`bench --rate`).
+
+    `levels` are openloop.RateLevel.as_dict() rows: rate, achieved_per_s, p50_ms, p99_ms, p999_ms,
+    drops. Where latency turns up against offered rate is where the server's queue starts to grow.
+    """
+    plt = _pyplot()
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dpi = 100
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(OPEN_LOOP_FIGURE_PX[0] / dpi, OPEN_LOOP_FIGURE_PX[1] / dpi),
+                                   dpi=dpi)
+    offered = [level["rate"] for level in levels]
+    for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+        lat.plot(offered, [level.get(key) or 0.0 for level in levels], marker="o", label=name)
+    lat.set_xlabel("offered rate (req/s)")
+    lat.set_ylabel("latency from scheduled send (ms)")
+    lat.set_title("Latency vs offered rate")
+    lat.set_ylim(bottom=0)
+    lat.legend()
+    lat.grid(alpha=0.3)
+    top = max(offered + [1.0]) * 1.1
+    thr.plot(offered, [level["achieved_per_s"] for level in levels], marker="o", label="achieved")
+    thr.plot([0, top], [0, top], linestyle="--", color="grey", label="offered")
+    thr.set_xlabel("offered rate (req/s)")
+    thr.set_ylabel("answers/s")
+    thr.set_title("Achieved vs offered rate")
+    thr.set_xlim(0, top)
+    thr.set_ylim(0, top)
+    thr.legend(loc="lower right")
+    thr.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

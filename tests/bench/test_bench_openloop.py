@@ -56,7 +56,18 @@ def test_self_test_open_loop() -> None:
 
 
 @pytest.mark.parametrize("args", [["--rate", "0"], ["--rate", "a"], ["--rate", "10", "--arrival", "burst"],
-                                  ["--rate", "10", "--grpc"]])
+                                  ["--rate", "10", "--grpc"], ["--rate", "10", "--max-inflight", "0"]])
 def test_bad_rates_are_usage_errors(args) -> None:
     proc = run_cli("bench", "--url", f"http://127.0.0.1:{free_port()}", *args)
     assert proc.returncode == 2, proc.stderr
+
+
+def test_self_test_open_loop_plot_and_max_inflight(tmp_path) -> None:
+    # --plot draws latency and achieved rate against offered rate; --max-inflight is reported
+    out = tmp_path / "rate.png"
+    proc = run_cli("bench", "--self-test", "--rate", "100,200", "--duration", "0.3", "--max-inflight", "64",
+                   "--plot-file", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = parse_json_stdout(proc)
+    assert report["max_inflight"] == 64 and [lv["rate"] for lv in report["levels"]] == [100.0, 200.0]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
