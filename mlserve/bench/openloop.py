@@ -181,14 +181,15 @@ async def _one_rate(host: str, port: int, request: bytes, rate: float, duration:
 
 def run_open_loop(url: str, path: str, body: bytes, *, rates: list[float], duration: float = 2.0,
                   arrival: str = "poisson", connections: int = 16, max_in_flight: int = 4096,
-                  timeout: float = 10.0, seed: int = 0) -> list[RateLevel]:
+                  timeout: float = 10.0, seed: int = 0,
+                  headers: dict[str, str] | None = None) -> list[RateLevel]:
     """One level per rate, each `duration` seconds of scheduled sends of one POST."""
     if arrival not in ARRIVALS:
         raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
     if not 1 <= connections <= 1024:
         raise UsageError(f"--connections must be 1..1024, got {connections}")
     host, port, _, _ = wire.http_address(url)
-    request = wire.post_request(url, path, body)
+    request = wire.post_request(url, path, body, headers)
 
     async def main() -> list[RateLevel]:
         return [await _one_rate(host, port, request, r, duration, arrival, connections,

@@ -63,13 +63,13 @@ def bench(
         if grpc:
             from mlserve.errors import UsageError
             raise UsageError("--rate (open loop) drives REST only", hint="drop --grpc, or use --concurrency")
-        if protocol != "v1" or binary:
+        if binary and protocol != "v2":
             from mlserve.errors import UsageError
-            raise UsageError("--rate (open loop) sends TF Serving's v1 REST predict only",
-                             hint="drop --protocol/--binary, or use --concurrency for v2")
+            raise UsageError("--binary is the v2 protocol's binary tensor extension",
+                             hint="add --protocol v2")
         _open_loop(rate, arrival, connections, duration or 3.0, batch_size, url, model, version,
                    label, signature, columnar, timeout, data, json_, self_test, max_inflight,
-                   plot_file if plot else None, plot)
+                   plot_file if plot else None, plot, protocol, binary)
         return
     if duration is None and requests is None:
         duration = 5.0
@@ -128,7 +128,7 @@ def bench(
 def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch_size: int,
                url, model, version, label, signature, columnar, timeout, data, json_: bool,
                self_test: bool, max_inflight: int = 256, plot_file: Optional[Path] = None,
-               plot: bool = False) -> None:
+               plot: bool = False, protocol: str = "v1", binary: bool = False) -> None:
     """`--rate`: one open-loop level per arrival rate, REST only."""
     from mlserve.bench import openloop
     from mlserve.bench.canned import CannedServer
@@ -148,10 +148,13 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
     def run(target_url: str, images, target) -> list:
         output.err.print(f"Open loop: {len(rates)} rates x {duration:g} s ({arrival})",
                          markup=False, highlight=False)
+        path, body, headers = model_path(target) + ":predict", predict_body(images, target.signature, columnar), None
+        if protocol == "v2" and not self_test:
+            path, body, headers = _v2_request(target_url, target, images, binary)
         return openloop.run_open_loop(
-            target_url, model_path(target) + ":predict", predict_body(images, target.signature, columnar),
-            rates=rates, duration=duration, arrival=arrival, connections=connections,
-            max_in_flight=max_inflight, timeout=settings.get("timeout", timeout) or 10.0)
+            target_url, path, body, rates=rates, duration=duration, arrival=arrival,
+            connections=connections, max_in_flight=max_inflight,
+            timeout=settings.get("timeout", timeout) or 10.0, headers=headers)
 
     if self_test:
         import numpy as np
@@ -181,6 +184,25 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
         written = plot_open_loop([lv.as_dict() for lv in levels], path,
                                  title=f"open loop ({arrival}) against {target.describe()} at {where}")
         (output.err if json_ else output.out).print(f"Plot: {written}", soft_wrap=True, markup=False)
+
+
+def _v2_request(url: str, target, images, binary: bool) -> tuple[str, bytes, dict[str, str] | None]:
+    """The v2 (KServe) infer call the open loop sends: path, body and (binary) headers.
+
+    One infer goes first through the ordinary v2 client, so an unknown model fails at once.
+    """
+    import numpy as np
+
+    from mlserve.client import connect, v2
+
+    client = connect(target, transport="rest", url=url, protocol="v2", binary=binary)
+    try:
+        client.predict(images)
+        body, headers = v2.infer_body({client.input_name: np.ascontiguousarray(images, dtype=np.float32)},
+                                      binary=binary, outputs=[client.output_name])
+    finally:
+        client.close()
+    return v2.model_path(target) + "/infer", body, headers
 
 
 def _print_open_loop(levels: list, arrival: str, target, where: str, connections: int,

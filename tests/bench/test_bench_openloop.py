@@ -23,6 +23,15 @@ def test_open_loop_against_the_model_server(digits_server) -> None:
         assert 0 < lv["p50_ms"] <= lv["p99_ms"] <= lv["p999_ms"] <= lv["max_ms"]
 
 
+@pytest.mark.parametrize("extra", [["--protocol", "v2"], ["--protocol", "v2", "--binary"]])
+def test_open_loop_v2_rest(digits_server, extra) -> None:
+    proc = run_cli("bench", "--url", digits_server.url, "--rate", "20", "--duration", "0.5",
+                   "--arrival", "constant", "--json", *extra)
+    assert proc.returncode == 0, proc.stderr
+    lv = parse_json_stdout(proc)["levels"][0]
+    assert lv["sent"] == 10 and lv["ok"] == 10 and lv["errors"] == 0 and lv["drops"] == 0
+
+
 def test_errors_and_unanswered_requests_are_counted() -> None:
     with CannedServer(error_every=2) as server:
         lv = run_open_loop(server.url, "/x", b"{}", rates=[100], duration=0.4, arrival="constant")[0]
