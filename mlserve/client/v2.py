@@ -3,7 +3,7 @@ speaks it (mlserve's embedded server, Triton, KServe's model servers): model met
 `/infer`, with JSON tensors or Triton's binary tensor extension (`Inference-Header-Content-Length`,
 raw little-endian tensors after the JSON header).
 
-Versions are numbers only: the protocol has no version labels.
+Versions are numbers only: mlserve's v2 server takes no version labels.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 def model_path(target: ModelTarget) -> str:
-    """`/v2/models/<name>[/versions/<n>]`; a label is refused (the protocol has none)."""
+    """`/v2/models/<name>[/versions/<n>]`; a label is refused (mlserve's v2 server takes numbers)."""
     if target.label is not None:
         raise UsageError("the v2 protocol names versions by number only, not by label",
                          hint="use --version N, or --protocol v1 for TF Serving's labels")

@@ -4,7 +4,8 @@ binary tensor extension. Inference runs as TF Serving's REST predict does: on th
 worker threads (its deadline, its in-flight budget), through `DataPlane.predict_then`, so
 batching, metrics (entrypoint `REST_V2`) and the request log apply.
 
-Versions are numbers (the protocol has no labels); errors are `{"error": "..."}` with the HTTP
+Versions are numbers (the protocol's version is a string; mlserve takes numbers, not labels);
+errors are `{"error": "..."}` with the HTTP
 status of their code, as TF Serving maps codes.
 """
 from __future__ import annotations
