@@ -51,6 +51,15 @@ def serve(
     feature_lookup: Optional[Path] = typer.Option(
         None, "--feature-lookup", help="Fill missing inputs from a feature store by an entity key "
         "(a YAML/JSON config; embedded runtime; docs/feature-lookup.md)."),
+    batching_policy: Optional[str] = typer.Option(
+        None, "--batching-policy", help="fixed (TF Serving's) or adaptive: batch size and wait tuned to keep p99 "
+        "under --latency-objective-ms (implies --batching; embedded runtime)."),
+    latency_objective_ms: Optional[float] = typer.Option(
+        None, "--latency-objective-ms", help="The p99 in milliseconds --batching-policy adaptive keeps under."),
+    prediction_cache_bytes: Optional[int] = typer.Option(
+        None, "--prediction-cache-bytes", help="Keep predict answers in memory up to this many bytes (LRU; embedded)."),
+    prediction_cache: Optional[str] = typer.Option(
+        None, "--prediction-cache", help="redis://host:port[/db]: share predict answers between replicas (embedded)."),
 ) -> None:
     """Start a model server: tensorflow_model_server, the tensorflow/serving image or the embedded server.
 
@@ -71,6 +80,12 @@ def serve(
     if feature_lookup is not None:
         extra = [*extra, _feature_lookup_flag(feature_lookup, chosen_runtime)]
         chosen_runtime = "embedded"  # auto would pick tensorflow_model_server where installed
+    ours = _extension_flags(batching_policy, latency_objective_ms, prediction_cache_bytes, prediction_cache,
+                            chosen_runtime)
+    if ours:
+        extra = [*extra, *ours]
+        chosen_runtime = "embedded"
+    batching = batching or batching_policy is not None
     plan = lifecycle.make_plan(
         runtime=chosen_runtime, model_name=model,
         model_base_path=None if config_file else base, model_config_file=config_file,
@@ -114,6 +129,43 @@ def _feature_lookup_flag(path: Path, runtime: str | None) -> str:
         raise NotFoundError(f"feature lookup config {path} does not exist",
                             hint="docs/feature-lookup.md shows one")
     return f"--feature_lookup={path.resolve()}"
+
+
+def _extension_flags(policy: Optional[str], objective_ms: Optional[float], cache_bytes: Optional[int],
+                     cache_url: Optional[str], runtime: Optional[str]) -> list[str]:
+    """The embedded server's flags for adaptive batching and the prediction cache (checked here,
+    so a mistake is one line before anything starts)."""
+    from mlserve.errors import UsageError
+
+    flags: list[str] = []
+    if policy is not None:
+        if policy not in ("fixed", "adaptive"):
+            raise UsageError(f"--batching-policy {policy!r}: choose fixed or adaptive",
+                             hint="mlserve serve --batching-policy adaptive --latency-objective-ms 10")
+        if policy == "adaptive":  # fixed is TF Serving's own: no flag, any runtime
+            flags.append("--batching_policy=adaptive")
+    if objective_ms is not None:
+        if policy != "adaptive" or not objective_ms > 0:
+            raise UsageError("--latency-objective-ms takes a positive number of milliseconds, with "
+                             "--batching-policy adaptive",
+                             hint="mlserve serve --batching-policy adaptive --latency-objective-ms 10")
+        flags.append(f"--latency_objective_ms={objective_ms:g}")
+    elif policy == "adaptive":
+        raise UsageError("--batching-policy adaptive needs --latency-objective-ms (a p99 in milliseconds)",
+                         hint="mlserve serve --batching-policy adaptive --latency-objective-ms 10")
+    if cache_bytes is not None:
+        if cache_bytes < 0:
+            raise UsageError(f"--prediction-cache-bytes must be 0 (off) or positive, got {cache_bytes}")
+        flags.append(f"--prediction_cache_bytes={cache_bytes}")
+    if cache_url is not None:
+        if not cache_url.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError(f"--prediction-cache {cache_url!r}: expected a redis:// URL",
+                             hint="mlserve serve --prediction-cache redis://127.0.0.1:6379/0")
+        flags.append(f"--prediction_cache={cache_url}")
+    if flags and runtime not in (None, "auto", "embedded"):
+        raise UsageError(f"{flags[0].split('=')[0].replace('_', '-')} needs the embedded server, not --runtime "
+                         f"{runtime} (tensorflow_model_server has no such flag)", hint="add --runtime embedded")
+    return flags
 
 
 def _versions(models: dict) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mlserve.server.cache import PredictionCache
 from mlserve.server.observability import metrics
 from mlserve.server.servables.batching import Batcher, BatchingOptions, Done
 from mlserve.server.transport.budget import InflightBudget
@@ -77,6 +78,14 @@ class DataPlane:
         self._batchers_lock = threading.Lock()
         # --feature_lookup (mlserve extension, server/features/): fills inputs from a store
         self.features: Any = None
+        # --prediction_cache_bytes / --prediction_cache (mlserve extension, server/cache/)
+        self.cache: PredictionCache | None = None
+
+    @property
+    def remote_io(self) -> bool:
+        """Whether a predict may wait on the network (a feature store, a shared cache): such a
+        call must not run on an event loop."""
+        return self.features is not None or (self.cache is not None and self.cache.remote)
 
     def _batcher_for(self, servable: Servable) -> Batcher | None:
         if not self.per_model_batching:
@@ -162,34 +171,68 @@ class DataPlane:
     # -- inference ------------------------------------------------------------------------
 
     def predict(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray], *,
-                output_filter: Sequence[str] | None = None,
-                timeout: float | None = None) -> dict[str, np.ndarray]:
+                output_filter: Sequence[str] | None = None, timeout: float | None = None,
+                notes: dict | None = None) -> dict[str, np.ndarray]:
         """Run a signature and return its outputs (only `output_filter`'s when given); through
-        the batcher when batching is on, waiting at most `timeout` seconds for it."""
-        if self.features is not None:
-            inputs = self.features.complete(servable, signature_name, inputs, timeout)
+        the batcher when batching is on, waiting at most `timeout` seconds for it. `notes`, when
+        given, gets what the request log tells of the call (lookup_ms, cache, batch...)."""
         batcher = self._batcher_for(servable)
+        prepare = None
+        if self.features is not None:
+            if batcher is not None and self.features.needs_lookup(servable, signature_name, inputs):
+                prepare = self.features.complete_many  # one store read per batch, on the batch thread
+            else:
+                inputs = self.features.complete(servable, signature_name, inputs, timeout, notes)
+        key = None if prepare is not None else self._cache_key(servable, signature_name, inputs, output_filter)
+        if key is not None:
+            hit = self.cache.get(key, servable.name)
+            if notes is not None:
+                notes["cache"] = "hit" if hit is not None else "miss"
+            if hit is not None:
+                return hit
         if batcher is None:
-            return self._run(servable, signature_name, inputs, output_filter)
-        servable.check_output_filter(servable.signature(signature_name), output_filter)
-        try:
-            outputs = batcher.submit_future(servable, signature_name, inputs).result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
-        return {k: outputs[k] for k in output_filter} if output_filter else outputs
+            outputs = self._run(servable, signature_name, inputs, output_filter)
+        else:
+            servable.check_output_filter(servable.signature(signature_name), output_filter)
+            try:
+                outputs = batcher.submit_future(servable, signature_name, inputs, notes, prepare).result(timeout)
+            except concurrent.futures.TimeoutError:
+                raise ServingError("DEADLINE_EXCEEDED", "Deadline Exceeded") from None
+            if output_filter:
+                outputs = {k: outputs[k] for k in output_filter}
+        if key is not None:
+            self.cache.put(key, outputs)
+        return outputs
 
     def predict_then(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
-                     done: Done, *, batch: bool = True) -> None:
+                     done: Done, *, batch: bool = True, timeout: float | None = None,
+                     notes: dict | None = None) -> None:
         """Run a signature and call `done(outputs, None)` or `done(None, error)` once.
 
         With batching on (and `batch`), the call is queued and `done` runs on a batch thread;
         otherwise it runs here. Raises at once what the batcher refuses (a bad request, a full
-        queue)."""
-        if self.features is not None:
-            inputs = self.features.complete(servable, signature_name, inputs)
+        queue) and what the feature lookup answers (bounded by `timeout`, the request's time
+        left). With batching on, a keyed request's lookup is done once per batch on the batch
+        thread (and its answer not cached: the key is not the model's input). `notes` as for
+        `predict`."""
         batcher = self._batcher_for(servable) if batch else None
+        prepare = None
+        if self.features is not None:
+            if batcher is not None and self.features.needs_lookup(servable, signature_name, inputs):
+                prepare = self.features.complete_many  # one store read per batch, on the batch thread
+            else:
+                inputs = self.features.complete(servable, signature_name, inputs, timeout, notes)
+        key = None if prepare is not None else self._cache_key(servable, signature_name, inputs, None)
+        if key is not None:
+            hit = self.cache.get(key, servable.name)
+            if notes is not None:
+                notes["cache"] = "hit" if hit is not None else "miss"
+            if hit is not None:
+                done(hit, None)
+                return
+            done = _storing(self.cache, key, done)
         if batcher is not None:
-            batcher.submit_callback(servable, signature_name, inputs, done)
+            batcher.submit_callback(servable, signature_name, inputs, done, notes, prepare)
             return
         try:
             outputs = self._run(servable, signature_name, inputs, None)
@@ -197,6 +240,12 @@ class DataPlane:
             done(None, e)
             return
         done(outputs, None)
+
+    def _cache_key(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
+                   output_filter: Sequence[str] | None) -> bytes | None:
+        if self.cache is None:
+            return None
+        return self.cache.key(servable, signature_name, inputs, output_filter)
 
     def _run(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
              output_filter: Sequence[str] | None) -> dict[str, np.ndarray]:
@@ -223,3 +272,12 @@ class DataPlane:
         """Answer a MultiInferenceRequest (its tasks name `servable`'s model) with a
         MultiInferenceResponse."""
         return servable.multi_inference(request)
+
+
+def _storing(cache: PredictionCache, key: bytes, done: Done) -> Done:
+    """`done`, after a computed answer is put in the cache."""
+    def store_then_done(outputs: dict | None, error: BaseException | None) -> None:
+        if error is None and outputs is not None:
+            cache.put(key, outputs)
+        done(outputs, error)
+    return store_then_done

@@ -106,6 +106,13 @@ class ServerOptions:
     allowed_hosts: str = ""
     allow_unload_all_models: bool = False
     feature_lookup: str = ""
+    # mlserve extensions: SLO-adaptive batching and the prediction cache (docs/serve.md)
+    batching_policy: str = "fixed"
+    latency_objective_ms: float = 0.0
+    prediction_cache_bytes: int = 0
+    prediction_cache: str = ""
+    prediction_cache_ttl_seconds: float = 3600.0
+    prediction_cache_timeout_ms: float = 50.0
 
     @property
     def health_service(self) -> bool:
@@ -203,13 +210,24 @@ HELP: dict[str, str] = {
                                "(an empty model list, or one naming none of them).",
     "feature_lookup": "(mlserve extension) YAML/JSON config: fill missing predict inputs from an online "
                       "feature store (SQLite or Redis) by an entity key; docs/feature-lookup.md.",
+    "batching_policy": "(mlserve extension) fixed (TF Serving's: the batching parameters as given) or adaptive "
+                       "(batch size limit and wait tuned online to keep p99 under --latency_objective_ms).",
+    "latency_objective_ms": "(mlserve extension) The p99 (queueing plus model time) --batching_policy adaptive keeps under.",
+    "prediction_cache_bytes": "(mlserve extension) Keep predict answers in memory, LRU, up to this many bytes "
+                              "(0: off); keyed by model, version, signature and input bytes.",
+    "prediction_cache": "(mlserve extension) redis://host:port[/db]: share predict answers between replicas "
+                        "through Redis (after the in-memory tier when both are on); a Redis that is down is a miss.",
+    "prediction_cache_ttl_seconds": "(mlserve extension) How long Redis keeps a cached answer.",
+    "prediction_cache_timeout_ms": "(mlserve extension) Longest wait for Redis on a cache read before it counts as a miss.",
 }
 
 EXTENSIONS = frozenset({"host", "request_log", "max_request_bytes", "grpc_health", "grpc_frontend", "http_max_request_line_bytes",
                         "http_max_header_bytes", "http_header_timeout_seconds", "http_body_timeout_seconds",
                         "http_idle_timeout_seconds", "http_max_connections", "http_max_unsent_bytes",
                         "max_inflight_bytes", "max_decoded_request_bytes", "allowed_model_roots",
-                        "allow_unload_all_models", "allowed_hosts", "feature_lookup"})
+                        "allow_unload_all_models", "allowed_hosts", "feature_lookup", "batching_policy",
+                        "latency_objective_ms", "prediction_cache_bytes", "prediction_cache",
+                        "prediction_cache_ttl_seconds", "prediction_cache_timeout_ms"})
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerOptions)}
 assert set(HELP) == set(_FIELDS), set(HELP) ^ set(_FIELDS)

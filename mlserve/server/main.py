@@ -26,6 +26,7 @@ from mlserve.server.transport.loopthread import LoopThread
 from mlserve.server.models.manager import ModelManager
 from mlserve.server.models.reloadpolicy import ReloadPolicy
 from mlserve.server.servables.tflite import TFLiteOptions
+from mlserve.server.cache import PredictionCache
 from mlserve.server.observability.requestlog import RequestLog
 from mlserve.server.servables.savedmodel import Servable
 
@@ -60,6 +61,11 @@ def _check(options: ServerOptions) -> None:
     if options.batching_parameters_file and not options.enable_batching:
         raise UsageError("server_options.batching_parameters_file is set without setting "
                          "server_options.enable_batching to true.")
+    if options.batching_policy != "fixed" and not options.enable_batching:
+        raise UsageError(f"--batching_policy {options.batching_policy} is set without --enable_batching",
+                         hint="--enable_batching --batching_policy adaptive --latency_objective_ms 10")
+    if options.prediction_cache_bytes < 0:
+        raise UsageError(f"--prediction_cache_bytes must be 0 (off) or positive, got {options.prediction_cache_bytes}")
     if not options.model_base_path and not options.model_config_file:
         raise UsageError("Both server_options.model_base_path and server_options.model_config_file are empty!",
                          hint="pass --model_base_path=/path/to/model (the folder holding 1/, 2/, ...)")
@@ -109,14 +115,20 @@ class ModelServer:
         Servable.method_name_check = options.enable_signature_method_name_check
         if options.enable_batching:
             # one batcher for gRPC and REST, as TF Serving shares its batching session
-            self.batcher = Batcher(BatchingOptions.from_file(options.batching_parameters_file or None))
+            self.batcher = Batcher(BatchingOptions.from_file(
+                options.batching_parameters_file or None, policy=options.batching_policy,
+                latency_objective_ms=options.latency_objective_ms))
         self.request_log = RequestLog(options.request_log or None)
         features = None
         if options.feature_lookup:  # checked before the models load: a bad config fails at once
             from mlserve.server.features.lookup import FeatureLookup
 
-            features = FeatureLookup.from_file(options.feature_lookup, self.request_log)
+            features = FeatureLookup.from_file(options.feature_lookup)
             log.info("Feature lookup from %s", features.store.label)
+        cache = PredictionCache.from_flags(options.prediction_cache_bytes, options.prediction_cache,
+                                           options.prediction_cache_ttl_seconds, options.prediction_cache_timeout_ms)
+        if cache is not None:
+            log.info("Prediction cache: %s", cache.label)
         self.manager = ModelManager(
             models, poll_seconds=options.file_system_poll_wait_seconds,
             enable_warmup=options.enable_model_warmup,
@@ -138,6 +150,7 @@ class ModelServer:
         self.dataplane.reload_policy = ReloadPolicy.from_flags(options.allowed_model_roots,
                                                                options.allow_unload_all_models)
         self.dataplane.features = features
+        self.dataplane.cache = cache
         self.manager.allowed_roots = self.dataplane.reload_policy.allowed_roots
         # TF Serving's API and the Open Inference Protocol (v2) on each port, over one data plane
         calls = v2_grpc.V2Calls(self.dataplane, self.request_log,
@@ -166,6 +179,8 @@ class ModelServer:
             self.dataplane.close()
             if self.dataplane.features is not None:
                 self.dataplane.features.close()
+            if self.dataplane.cache is not None:
+                self.dataplane.cache.close()
         if self.batcher is not None:
             self.batcher.close()
             self.batcher = None
@@ -239,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.start()
         except MlserveError as e:
             sys.stderr.write(f"Failed to start server. Error: {e.message}\n")
+            if e.hint:
+                sys.stderr.write(f"Hint: {e.hint}\n")
             server.stop(0)
             return e.exit_code if e.exit_code != 1 else 3
         except OSError as e:

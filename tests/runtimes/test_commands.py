@@ -199,3 +199,28 @@ def test_server_info(env: Env) -> None:
     assert by_name["embedded"]["tensorflow"]
     assert info["auto"]["runtime"] == "binary"
     assert info["gpu"]["method"]
+
+
+def test_adaptive_batching_and_cache_options_pick_the_embedded_server(env: Env, base_path: Path) -> None:
+    argv = dry(env, "--model-base-path", str(base_path), "--batching-policy", "adaptive",
+               "--latency-objective-ms", "10", "--prediction-cache-bytes", "1000000",
+               "--prediction-cache", "redis://127.0.0.1:6379/0")
+    assert argv[argv.index("-m") + 1] == "mlserve.server"  # embedded, though a binary is on PATH
+    for flag in ("--enable_batching", "--batching_policy=adaptive", "--latency_objective_ms=10",
+                 "--prediction_cache_bytes=1000000", "--prediction_cache=redis://127.0.0.1:6379/0"):
+        assert flag in argv
+    fixed = dry(env, "--runtime", "binary", "--model-base-path", str(base_path), "--batching-policy", "fixed")
+    assert fixed[0] == TFS and "--enable_batching" in fixed and not any("policy" in a for a in fixed)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--batching-policy", "adaptive"), "needs --latency-objective-ms"),
+    (("--batching-policy", "aimd"), "choose fixed or adaptive"),
+    (("--latency-objective-ms", "10"), "with --batching-policy adaptive"),
+    (("--prediction-cache", "memcached://x"), "expected a redis:// URL"),
+    (("--prediction-cache-bytes", "1000", "--runtime", "binary"), "needs the embedded server"),
+])
+def test_bad_adaptive_or_cache_options_exit_2(env: Env, base_path: Path, args: tuple[str, ...], words: str) -> None:
+    done = env.run("serve", "--dry-run", "--model-base-path", str(base_path), *args)
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr and ("Hint:" in done.stderr or "needs the embedded server" in done.stderr)

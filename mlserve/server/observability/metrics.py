@@ -66,6 +66,21 @@ class Counter:
             yield f"{self.name}{{{labels}}} {value}"
 
 
+class Gauge:
+    def __init__(self, name: str, labels: tuple[str, ...]) -> None:
+        self.name, self.labels = name, labels
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def set(self, key: tuple[str, ...], value: float) -> None:
+        self.values[key] = value
+
+    def lines(self) -> Iterable[str]:
+        yield f"# TYPE {self.name} gauge"
+        for key, value in sorted(self.values.items()):
+            labels = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labels, key))
+            yield f"{self.name}{{{labels}}} {_num(value)}"
+
+
 class Histogram:
     def __init__(self, name: str, labels: tuple[str, ...], bounds: tuple[float, ...]) -> None:
         self.name, self.labels, self.bounds = name, labels, bounds
@@ -112,9 +127,19 @@ example_count_total = Counter(":tensorflow:serving:request_example_count_total",
 # mlserve extension (--feature_lookup): one online-store read per request, in microseconds
 feature_lookup_latency = Histogram(":mlserve:feature_lookup_latency", ("model_name", "store", "status"),
                                    LATENCY_BUCKETS)
+# mlserve extension (--prediction_cache*): lookups by tier and result, the in-process tier's size
+prediction_cache_lookups = Counter(":mlserve:prediction_cache:lookups", ("model_name", "tier", "result"))
+prediction_cache_evictions = Counter(":mlserve:prediction_cache:evictions", ("tier",))
+prediction_cache_entries = Gauge(":mlserve:prediction_cache:entries", ("tier",))
+prediction_cache_bytes = Gauge(":mlserve:prediction_cache:bytes", ("tier",))
+# mlserve extension (--batching_policy adaptive): the controller's current choice and what it saw
+adaptive_batch_limit = Gauge(":mlserve:batching:adaptive_max_batch_size", ("model_name", "signature_name"))
+adaptive_batch_wait = Gauge(":mlserve:batching:adaptive_batch_timeout_micros", ("model_name", "signature_name"))
+adaptive_p99 = Gauge(":mlserve:batching:adaptive_observed_p99_micros", ("model_name", "signature_name"))
 _ALL = (request_count, request_latency, runtime_latency, queuing_latency, input_batch_size,
         processed_batch_size, padding_size, wrapped_run_count, example_counts, example_count_total,
-        feature_lookup_latency)
+        feature_lookup_latency, prediction_cache_lookups, prediction_cache_evictions, prediction_cache_entries,
+        prediction_cache_bytes, adaptive_batch_limit, adaptive_batch_wait, adaptive_p99)
 
 
 UNKNOWN_MODEL = "_unknown_"  # the model_name label of requests naming no configured model
@@ -174,6 +199,31 @@ def observe_feature_lookup(model: str, store: str, status: str, seconds: float) 
     """One feature-store read of `--feature_lookup` (status: OK, NOT_FOUND, UNAVAILABLE...)."""
     with _lock:
         feature_lookup_latency.observe((model_label(model), store, status), seconds * 1e6)
+
+
+def observe_prediction_cache(model: str, tier: str, result: str) -> None:
+    """One prediction cache lookup in `tier` (result: hit, miss, unavailable)."""
+    with _lock:
+        prediction_cache_lookups.inc((model_label(model) if model else "", tier, result))
+
+
+def observe_prediction_cache_size(tier: str, entries: int, size: int, evicted: int) -> None:
+    """The in-process tier after a put: entries, bytes held, entries just evicted."""
+    with _lock:
+        prediction_cache_entries.set((tier,), entries)
+        prediction_cache_bytes.set((tier,), size)
+        if evicted:
+            prediction_cache_evictions.inc((tier,), evicted)
+
+
+def observe_adaptive_batching(model: str, signature: str, limit: int, wait_seconds: float,
+                              p99_seconds: float) -> None:
+    """The adaptive batcher's current batch size limit and wait, and the p99 it steered by."""
+    with _lock:
+        key = (model_label(model), signature)
+        adaptive_batch_limit.set(key, limit)
+        adaptive_batch_wait.set(key, round(wait_seconds * 1e6))
+        adaptive_p99.set(key, round(p99_seconds * 1e6))
 
 
 def observe_batch(*, input_sizes: Iterable[int], processed: int, padding: int, queuing_seconds: Iterable[float],

@@ -3,7 +3,9 @@
 REST and gRPC write the same fields (`RequestLog.request`): time, api ("rest" or "grpc"),
 method (the HTTP method, or the gRPC method name), path (the URL path, or the gRPC method
 path), status (the HTTP status, or the gRPC status number), code (TF Serving's status code
-name), model, latency_ms, bytes (response), request_bytes, error (message, or null).
+name), model, latency_ms, bytes (response), request_bytes, error (message, or null); a predict adds what the data plane noted of it:
+lookup_ms (--feature_lookup), cache ("hit" or "miss", --prediction_cache*), batch, batch_limit and
+queue_ms (the rows of the batch it ran in, the batcher's size limit then, its time queued).
 """
 from __future__ import annotations
 
@@ -39,11 +41,12 @@ class RequestLog:
                 self._file.write(line + "\n")
 
     def request(self, *, api: str, method: str, path: str, status: int, code: str, model: str,
-                seconds: float, response_bytes: int, request_bytes: int, error: str | None = None) -> None:
-        """One request's line, with the fields every protocol writes."""
+                seconds: float, response_bytes: int, request_bytes: int, error: str | None = None,
+                notes: dict | None = None) -> None:
+        """One request's line, with the fields every protocol writes, then `notes`."""
         self.write(api=api, method=method, path=path, status=status, code=code, model=model,
                    latency_ms=round(seconds * 1000, 3), bytes=response_bytes, request_bytes=request_bytes,
-                   error=error)
+                   error=error, **(notes or {}))
 
     def close(self) -> None:
         with self._lock:

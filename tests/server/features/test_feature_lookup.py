@@ -102,14 +102,14 @@ def test_keyed_rest_and_grpc_predict_equal_the_full_request(sqlite_server, featu
 
 def test_full_tf_serving_request_passes_through_without_a_lookup(sqlite_server, features):
     log = sqlite_server.folder / "requests.jsonl"
-    before = log.read_text().count('"feature_lookup"')
+    before = log.read_text().count('"lookup_ms"')
     body = {"instances": [{"distance_km": [1.0], "orders_last_hour": [3.0], "outstanding_per_minute": [0.5]}]}
     answer = rest(sqlite_server, body)
     assert answer.status_code == 200, answer.text
     by_grpc = grpc_predict(sqlite_server, {k: np.array(v, np.float32) for k, v in full_inputs(
         {"x": {"orders_last_hour": 3.0, "outstanding_per_minute": 0.5}}, ["x"], [1.0]).items()})
     np.testing.assert_allclose(by_grpc, answer.json()["predictions"], rtol=1e-5)
-    assert log.read_text().count('"feature_lookup"') == before  # the store was not read
+    assert log.read_text().count('"lookup_ms"') == before  # the store was not read
 
 
 def test_missing_entity_is_404_and_not_found_naming_the_store(sqlite_server):
@@ -136,9 +136,9 @@ def test_lookup_time_is_a_metric_and_a_request_log_field(sqlite_server):
     counts = [line for line in text.splitlines() if line.startswith(":mlserve:feature_lookup_latency_count")]
     assert counts and any('status="OK"' in c and f'model_name="{MODEL}"' in c for c in counts), text[-2000:]
     lines = [json.loads(x) for x in (sqlite_server.folder / "requests.jsonl").read_text().splitlines()]
-    lookups = [x for x in lines if x["api"] == "feature_lookup"]
-    assert lookups and lookups[-1]["lookup_ms"] >= 0 and lookups[-1]["entities"] == 1
-    assert lookups[-1]["path"].startswith("sqlite:")
+    lookups = [x for x in lines if "lookup_ms" in x]  # fields of the request's own line
+    assert lookups and lookups[-1]["lookup_ms"] >= 0 and lookups[-1]["lookup_entities"] == 1
+    assert lookups[-1]["api"] == "rest" and lookups[-1]["lookup_code"] == "OK" and lookups[-1]["status"] == 200
 
 
 @pytest.mark.parametrize(("doc", "words"), [
@@ -294,24 +294,52 @@ def test_redis_slow_or_down_is_503_and_unavailable_naming_the_store(redis_server
     assert rest(redis_server, keyed).status_code == 200
 
 
-def test_lookup_sits_before_the_batcher(model_base, features, tmp_path):
-    """With --enable_batching, keyed requests are completed before they reach the batcher (one
-    store read per request): REST and gRPC answers equal the full request's."""
+def test_with_batching_a_batch_of_keyed_requests_costs_one_store_read(model_base, features, tmp_path):
+    """With --enable_batching, keyed requests join the batcher with their key, and the batch
+    thread completes the whole batch from one store read: 8 concurrent requests (a batch fills at
+    8 rows, or after 2 s) cost fewer reads than requests. REST and gRPC answers equal the full
+    request's, and a bad key fails its own request only."""
     example_module("features").write_sqlite(str(tmp_path / "features.db"), features)
-    config = dict(LOOKUP, store={"sqlite": "features.db", "table": "restaurant_features"})
+    config = dict(LOOKUP, store={"sqlite": "features.db", "table": "restaurant_features"}, on_missing="error")
     (tmp_path / "lookup.json").write_text(json.dumps(config))
-    (tmp_path / "batching.txt").write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000 }\n")
+    (tmp_path / "batching.txt").write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000000 }\n")
+    (tmp_path / "monitoring.config").write_text("prometheus_config { enable: true }")
     server = launch_server([f"--model_name={MODEL}", f"--model_base_path={model_base}",
                             "--enable_batching", f"--batching_parameters_file={tmp_path / 'batching.txt'}",
-                            f"--feature_lookup={tmp_path / 'lookup.json'}"], tmp_path / "server.log", [MODEL])
+                            f"--feature_lookup={tmp_path / 'lookup.json'}", f"--request_log={tmp_path / 'log.jsonl'}",
+                            f"--monitoring_config_file={tmp_path / 'monitoring.config'}"], tmp_path / "server.log", [MODEL])
+
+    def reads() -> int:
+        text = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=10).text
+        return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(":mlserve:feature_lookup_latency_count"))
+
     try:
-        expected = rest(server, {"inputs": full_inputs(features, ["r5"], [3.0])}).json()["outputs"]
-        keyed = rest(server, {"inputs": {"restaurant_id": ["r5"], "distance_km": [[3.0]]}})
-        assert keyed.status_code == 200, keyed.text
-        np.testing.assert_allclose(keyed.json()["outputs"], expected, rtol=1e-5)
+        ids = [f"r{i}" for i in range(7)]
+        expected = rest(server, {"inputs": full_inputs(features, ids, [3.0] * 7)}).json()["outputs"]
+        before = reads()
+        answers: dict[int, requests.Response] = {}
+
+        def one(i: int) -> None:
+            key = ids[i] if i < 7 else "nowhere"
+            answers[i] = rest(server, {"inputs": {"restaurant_id": [key], "distance_km": [[3.0]]}})
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for i in range(7):
+            assert answers[i].status_code == 200, answers[i].text
+            np.testing.assert_allclose(answers[i].json()["outputs"], expected[i:i + 1], rtol=1e-5)
+        assert answers[7].status_code == 404 and "nowhere" in answers[7].json()["error"]
+        assert reads() - before < 8  # one read per batch, not per request
         by_grpc = grpc_predict(server, {"restaurant_id": np.array([b"r5"], dtype=object),
                                         "distance_km": np.array([[3.0]], np.float32)})
-        np.testing.assert_allclose(by_grpc, expected, rtol=1e-5)
+        np.testing.assert_allclose(by_grpc, expected[5:6], rtol=1e-5)
+        lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+        keyed = [x for x in lines if "lookup_ms" in x and x["code"] == "OK"]
+        assert len(keyed) >= 8 and all(x["batch"] >= 1 and x["lookup_entities"] >= 1 for x in keyed)
     finally:
         server.stop()
 

@@ -205,6 +205,8 @@ class GrpcFrontend:
             self._post(self._finish, call, request, *status_of(e, method.name))
             return
 
+        notes: dict | None = {} if self.calls.request_log.enabled else None
+
         def done(outputs: Any, error: BaseException | None) -> None:
             response = None
             if error is None:
@@ -213,12 +215,13 @@ class GrpcFrontend:
                 except Exception as e:  # noqa: BLE001
                     error = e
             code, message = status_of(error, method.name) if error is not None else ("OK", "")
-            self._post(self._finish, call, request, code, message, response)
+            self._post(self._finish, call, request, code, message, response, notes)
 
-        try:
-            self.dataplane.predict_then(servable, signature, inputs, done)
+        try:  # the deadline bounds a feature-store read too
+            self.dataplane.predict_then(servable, signature, inputs, done, timeout=self._left_now(call),
+                                        notes=notes)
         except Exception as e:  # noqa: BLE001 - what the batcher refuses at once
-            self._post(self._finish, call, request, *status_of(e, method.name))
+            self._post(self._finish, call, request, *status_of(e, method.name), None, notes)
 
     def _job(self, call: Call, request: Any) -> None:
         """Worker thread: a slow method's work, unless its deadline passed meanwhile."""
@@ -260,12 +263,13 @@ class GrpcFrontend:
             return
         call.deliver(payload)
 
-    def _finish(self, call: Call, request: Any, code: str, message: str, response: Any = None) -> None:
+    def _finish(self, call: Call, request: Any, code: str, message: str, response: Any = None,
+                notes: dict | None = None) -> None:
         """On the loop: count the call (metrics, request log) and answer it."""
         if call.done:
             return
         if call.method is not None:
-            self.calls.finish(call.method, request, code, message, response, call.start)
+            self.calls.finish(call.method, request, code, message, response, call.start, notes)
         if response is not None:
             self._send(call, response)
         else:
@@ -279,6 +283,13 @@ class GrpcFrontend:
         if call.timer is None:
             return None
         return max(0.0, call.timer.when() - self.loop.time())
+
+    def _left_now(self, call: Call) -> float | None:
+        """`_left` from any thread (the loop's clock is time.monotonic)."""
+        timer = call.timer
+        if timer is None:
+            return None
+        return max(0.0, timer.when() - time.monotonic())
 
 
 def _health_request() -> Any:

@@ -6,6 +6,7 @@ the metrics and the request log.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -94,10 +95,13 @@ class GrpcCalls:
         self.dataplane = dataplane
         self.request_log = request_log
         self.tensor_content = tensor_content
+        self._notes = threading.local()  # the request log's notes of the call running on a thread
 
     def run(self, method: Method, request: Any, timeout: float | None) -> tuple[Any, str, str]:
         """Do `method`'s work, count it; returns (response or None, code name, message)."""
         start = time.perf_counter()
+        if self.request_log.enabled:
+            self._notes.current = {}  # what a predict on this thread notes (see `predict`)
         try:
             response = getattr(self, method.call)(request, timeout)
         except Exception as e:  # noqa: BLE001 - every failure is a status
@@ -108,7 +112,7 @@ class GrpcCalls:
         return response, "OK", ""
 
     def finish(self, method: Method, request: Any, code: str, message: str, response: Any,
-               start: float) -> None:
+               start: float, notes: dict | None = None) -> None:
         """Count one call in the metrics and the request log."""
         elapsed = time.perf_counter() - start
         model = method.model(request) if request is not None else ""
@@ -118,7 +122,8 @@ class GrpcCalls:
                 api="grpc", method=method.name, path=method.path, status=StatusCode.number(code),
                 code=code, model=model, seconds=elapsed,
                 response_bytes=response.ByteSize() if response is not None else 0,
-                request_bytes=request.ByteSize() if request is not None else 0, error=message or None)
+                request_bytes=request.ByteSize() if request is not None else 0, error=message or None,
+                notes=notes if notes is not None else self._notes.__dict__.pop("current", None))
 
     # -- Predict, in two halves for front-ends that answer later (batching) ------------------
 
@@ -168,7 +173,8 @@ class GrpcCalls:
 
         try:
             servable, signature, inputs, output_filter = self.predict_start(request, hold)
-            outputs = self.dataplane.predict(servable, signature, inputs, output_filter=output_filter, timeout=timeout)
+            outputs = self.dataplane.predict(servable, signature, inputs, output_filter=output_filter, timeout=timeout,
+                                             notes=getattr(self._notes, "current", None))
             return self.predict_finish(servable, signature, outputs, None)
         finally:
             if held[0] and self.dataplane.budget is not None:

@@ -170,7 +170,7 @@ class RestServer:
     def finish(self, conn: Connection, req: Request, path: str, status: int, body: bytes, *,
                 content_type: bytes | None = _JSON, api: str = "", model: str = "", code: str = "",
                 v1: bool = True, error: str | None = None, entrypoint: str = "REST",
-                extra_headers: bytes = b"") -> None:
+                extra_headers: bytes = b"", notes: dict | None = None) -> None:
         """Write the answer; count /v1 (and `PathApp`) requests in the metrics under `entrypoint`;
         append the request log line."""
         seconds = time.perf_counter() - req.started
@@ -181,7 +181,7 @@ class RestServer:
         if self.request_log.enabled:
             self.request_log.request(api="rest", method=req.method, path=path, status=status, code=code,
                                      model=model, seconds=seconds, response_bytes=len(body),
-                                     request_bytes=len(req.body), error=error)
+                                     request_bytes=len(req.body), error=error, notes=notes)
 
     def _error(self, conn: Connection, req: Request, path: str, e: ServingError, api: str, model: str) -> None:
         self.finish(conn, req, path, http_status(e.code), codecs.encode_error(e.message),
@@ -280,7 +280,8 @@ class RestServer:
         the batcher) takes every request, so a long inference never holds up the others' I/O.
         """
         answer = _Answer(self, conn, req, path, ref.name, api)
-        if api == "predict" and len(self.http.connections) == 1 and len(req.body) <= INLINE_MAX_BYTES:
+        if (api == "predict" and len(self.http.connections) == 1 and len(req.body) <= INLINE_MAX_BYTES
+                and not self.dataplane.remote_io):
             self._inference_job(answer.deliver, ref, api, req.body, batch=False)
             return
         if self.deadlines is not None:
@@ -338,7 +339,12 @@ class RestServer:
             except Exception as e:  # noqa: BLE001 - every failure is an answer
                 _reply_error(reply, e, "predict")
 
-        self.dataplane.predict_then(servable, sig_name, inputs, done, batch=batch)
+        answer = _answer_of(reply)
+        timeout = None
+        if answer is not None and answer.deadline:
+            timeout = max(0.0, answer.deadline - time.monotonic())  # loop time is monotonic
+        self.dataplane.predict_then(servable, sig_name, inputs, done, batch=batch, timeout=timeout,
+                                    notes=answer.notes if answer is not None else None)
 
     def _examples(self, servable: Any, doc: dict, api: str) -> bytes:
         if api == "classify":
@@ -353,11 +359,16 @@ class RestServer:
         return codecs.encode_regress(self.dataplane.regress(servable, request).result)
 
 
+def _answer_of(reply: Reply) -> _Answer | None:
+    answer = reply if isinstance(reply, _Answer) else getattr(reply, "__self__", None)
+    return answer if isinstance(answer, _Answer) else None
+
+
 def _abandoned(reply: Reply) -> bool:
     """Whether nobody waits for this answer any more: its deadline passed (504 sent) or its
     connection closed. A plain read of two flags another thread sets: at worst one step late."""
-    answer = reply if isinstance(reply, _Answer) else getattr(reply, "__self__", None)
-    return isinstance(answer, _Answer) and (answer.done or answer.conn.closed)
+    answer = _answer_of(reply)
+    return answer is not None and (answer.done or answer.conn.closed)
 
 
 def _reply_error(reply: Reply, e: BaseException, api: str) -> None:
@@ -373,7 +384,7 @@ class _Answer:
     """The way back for one inference request: callable from any thread with (status, body,
     code); the first answer is written on the loop, a later one (after a 504) is dropped."""
 
-    __slots__ = ("server", "conn", "req", "path", "model", "api", "done", "deadline")
+    __slots__ = ("server", "conn", "req", "path", "model", "api", "done", "deadline", "notes")
 
     def __init__(self, server: RestServer, conn: Connection, req: Request, path: str, model: str,
                  api: str) -> None:
@@ -381,6 +392,7 @@ class _Answer:
         self.model, self.api = model, api
         self.done = False
         self.deadline = 0.0
+        self.notes: dict | None = {} if server.request_log.enabled else None  # the data plane's, logged
 
     def __call__(self, status: int, body: bytes, code: str) -> None:  # from any thread
         self.server.http.post(self.deliver, status, body, code)
@@ -393,7 +405,7 @@ class _Answer:
             return
         self.done = True
         self.server.finish(self.conn, self.req, self.path, status, body, api=self.api, model=self.model,
-                            code=code)
+                            code=code, notes=self.notes)
 
 
 def serve_rest(dataplane: DataPlane, options: ServerOptions, request_log: RequestLog,
