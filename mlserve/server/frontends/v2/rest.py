@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -41,6 +42,7 @@ class Host(Protocol):
     workers: Any
     deadlines: Any
     http: Any
+    request_log: Any
 
     def finish(self, conn: Connection, req: Request, path: str, status: int, body: bytes, **kw: Any) -> None: ...
 
@@ -251,8 +253,9 @@ class V2Rest:
                 return
             answer(200, payload, "OK", extra)
 
+        timeout = max(0.0, answer.deadline - time.monotonic()) if answer.deadline else None  # loop time
         try:
-            self.dataplane.predict_then(servable, sig.name, inputs, done)
+            self.dataplane.predict_then(servable, sig.name, inputs, done, timeout=timeout, notes=answer.notes)
         except Exception as e:  # noqa: BLE001 - what the batcher refuses at once
             answer.fail(e)
 
@@ -261,12 +264,13 @@ class _Answer:
     """The way back for one `/infer`: callable from any thread; the first answer is written on the
     loop, a later one (after the deadline's 504) is dropped."""
 
-    __slots__ = ("app", "conn", "req", "path", "model", "done", "deadline")
+    __slots__ = ("app", "conn", "req", "path", "model", "done", "deadline", "notes")
 
     def __init__(self, app: V2Rest, conn: Connection, req: Request, path: str, model: str) -> None:
         self.app, self.conn, self.req, self.path, self.model = app, conn, req, path, model
         self.done = False
         self.deadline = 0.0
+        self.notes: dict | None = {} if app.host.request_log.enabled else None  # the data plane's, logged
 
     def __call__(self, status: int, body: bytes, code: str, extra: bytes = b"") -> None:  # any thread
         self.app.host.http.post(self.deliver, status, body, code, extra)
@@ -287,5 +291,5 @@ class _Answer:
         self.done = True
         self.app.host.finish(self.conn, self.req, self.path, status, body,
                              content_type=_OCTETS if extra else _JSON, api="infer", model=self.model,
-                             code=code, entrypoint="REST_V2", extra_headers=extra,
+                             code=code, entrypoint="REST_V2", extra_headers=extra, notes=self.notes,
                              error=None if status == 200 else body.decode("utf-8", "replace"))
