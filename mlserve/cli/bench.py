@@ -12,6 +12,10 @@ from mlserve.cli import options, output
 
 
 def bench(
+    sweeps: Optional[list[Path]] = typer.Argument(
+        None, metavar="[SWEEP.json]...", show_default=False,
+        help="With --plot: draw these saved sweeps (--rate --save) as p99 against arrival rate, "
+             "one line each, instead of running a load."),
     concurrency: str = typer.Option("1,8,32", "--concurrency", "-c",
                                     help="Comma-separated levels of requests in flight."),
     duration: options.Duration = None,
@@ -50,6 +54,14 @@ def bench(
         None, "--repeat", metavar="F", show_default=False,
         help="Open loop: the fraction (0 to 1) of requests that repeat an input already sent; the "
              "rest carry fresh, distinct inputs. Default 1: one body every time."),
+    save: Optional[Path] = typer.Option(
+        None, "--save", metavar="FILE", help="Open loop: save the sweep (the --json document, labelled) "
+                                             "for `mlserve bench --plot FILE...`."),
+    sweep_label: Optional[str] = typer.Option(
+        None, "--sweep-label", metavar="NAME", help="The label --save gives the sweep (default: the file's name)."),
+    objective_ms: Optional[float] = typer.Option(
+        None, "--objective-ms", metavar="MS", help="With saved sweeps: draw this latency objective "
+                                                   "and say which levels held it."),
 ) -> None:
     """Load a model server with bounded, concurrent predict requests and report per level:
     requests/s, images/s, p50/p90/p99/max latency and errors (never folded into the figures).
@@ -63,9 +75,23 @@ def bench(
 
     if plot_file is not None:
         plot = True
+    if sweeps:
+        if not plot or rate is not None:
+            raise UsageError("saved sweeps are drawn, not run: give them with --plot and no --rate",
+                             hint="mlserve bench --plot sweeps/*.json --objective-ms 10")
+        _plot_sweeps(sweeps, objective_ms, plot_file, json_)
+        return
+    if objective_ms is not None:
+        raise UsageError("--objective-ms goes with saved sweeps to draw",
+                         hint="mlserve bench --plot sweeps/*.json --objective-ms 10")
     if rate is None:
-        if repeat is not None:
-            raise UsageError("--repeat is the open loop's (--rate)", hint="e.g. mlserve bench --rate 100,200 --repeat 0.5")
+        for name, given in (("--repeat", repeat is not None), ("--save", save is not None),
+                            ("--sweep-label", sweep_label is not None)):
+            if given:
+                raise UsageError(f"{name} is the open loop's (--rate)",
+                                 hint="e.g. mlserve bench --rate 100,200 --repeat 0.5 --save sweep.json")
+    elif sweep_label is not None and save is None:
+        raise UsageError("--sweep-label names a saved sweep", hint="add --save FILE")
     if rate is not None:
         if grpc:
             from mlserve.errors import UsageError
@@ -77,7 +103,7 @@ def bench(
         _open_loop(rate, arrival, connections, duration or 3.0, batch_size, url, model, version,
                    label, signature, columnar, timeout, data, json_, self_test, max_inflight,
                    plot_file if plot else None, plot, protocol, binary,
-                   1.0 if repeat is None else repeat)
+                   1.0 if repeat is None else repeat, save, sweep_label)
         return
     if duration is None and requests is None:
         duration = 5.0
@@ -136,7 +162,8 @@ def bench(
 def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch_size: int,
                url, model, version, label, signature, columnar, timeout, data, json_: bool,
                self_test: bool, max_inflight: int = 256, plot_file: Optional[Path] = None,
-               plot: bool = False, protocol: str = "v1", binary: bool = False, repeat: float = 1.0) -> None:
+               plot: bool = False, protocol: str = "v1", binary: bool = False, repeat: float = 1.0,
+               save: Optional[Path] = None, sweep_label: Optional[str] = None) -> None:
     """`--rate`: one open-loop level per arrival rate, REST only."""
     from mlserve.bench import bodies, openloop
     from mlserve.bench.canned import CannedServer
@@ -195,6 +222,11 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
         output.print_json(document)
     else:
         _print_open_loop(levels, arrival, target, where, connections, max_inflight, repeat)
+    if save is not None:
+        from mlserve.bench.sweeps import save_sweep
+
+        saved = save_sweep(save, document, label=sweep_label)
+        (output.err if json_ else output.out).print(f"Saved: {saved}", soft_wrap=True, markup=False)
     if plot:
         from mlserve.tools.plots import plot_open_loop
         from mlserve.workspace import Workspace
@@ -228,6 +260,51 @@ def _v2_request(url: str, target, images, binary: bool):
     _, headers = v2.infer_body({input_name: np.ascontiguousarray(images, dtype=np.float32)},
                                binary=binary, outputs=[output_name])
     return v2.model_path(target) + "/infer", encode, headers or None
+
+
+def _plot_sweeps(paths: list[Path], objective_ms: Optional[float], plot_file: Optional[Path],
+                 json_: bool) -> None:
+    """`bench --plot SWEEP.json...`: saved sweeps' p99 against arrival rate on one chart."""
+    from mlserve.bench.sweeps import load_sweep, objective_held
+    from mlserve.errors import UsageError
+
+    if objective_ms is not None and not 0 < objective_ms <= 3_600_000:
+        raise UsageError(f"--objective-ms must be above 0, got {objective_ms:g}", hint="e.g. --objective-ms 10")
+    loaded = [load_sweep(p) for p in paths]
+    from mlserve.tools.plots import plot_sweeps
+    from mlserve.workspace import Workspace
+
+    path = plot_file or Workspace.current().plots_dir / f"bench-sweeps-{time.strftime('%Y%m%d-%H%M%S')}.png"
+    title = "p99 against arrival rate" + (f", objective {objective_ms:g} ms" if objective_ms else "")
+    written = plot_sweeps([(s.label, s.levels) for s in loaded], path, objective_ms=objective_ms,
+                          title=title)
+    rows = [{"label": s.label, "file": str(s.path), "rate": lv["rate"],
+             "achieved_per_s": lv.get("achieved_per_s"), "p50_ms": lv.get("p50_ms"),
+             "p99_ms": lv.get("p99_ms"), "drops": lv.get("drops", 0), "errors": lv.get("errors", 0),
+             "repeat_fraction": lv.get("repeat_fraction"),
+             **({"objective_held": objective_held(lv, objective_ms)} if objective_ms is not None else {})}
+            for s in loaded for lv in s.levels]
+    if json_:
+        output.print_json({"sweeps": [s.label for s in loaded], "objective_ms": objective_ms,
+                           "plot": str(written), "levels": rows})
+        return
+    from rich.table import Table
+
+    def ms(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    columns = ["label", "rate", "achieved", "p50", "p99", "drops", "err"]
+    if objective_ms is not None:
+        columns.append(f"p99 <= {objective_ms:g} ms")
+    table = Table(*columns)
+    for row in rows:
+        cells = [row["label"], _rate(row["rate"]), _rate(row["achieved_per_s"] or 0.0),
+                 ms(row["p50_ms"]), ms(row["p99_ms"]), str(row["drops"]), str(row["errors"])]
+        if objective_ms is not None:
+            cells.append("yes" if row["objective_held"] else "no")
+        table.add_row(*cells)
+    output.out.print(table)
+    output.out.print(f"Plot: {written}", soft_wrap=True, markup=False)
 
 
 def _print_open_loop(levels: list, arrival: str, target, where: str, connections: int,
