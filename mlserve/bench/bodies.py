@@ -8,7 +8,9 @@ A fresh input is the base images with the first pixel of the first image set to 
 (the i-th of 0.10000000, 0.10000001, ... in JSON; the i-th float32 above 0.1 in binary tensors): all
 distinct as float32, all inside the pixel range. The body is encoded once with a sentinel in that
 pixel; its bytes are split around the sentinel's, so each variant is `pre + token + post` with
-tokens of one fixed width (one Content-Length), built before the run, sent without joining.
+tokens of one fixed width (one Content-Length). Which input each request carries, and every token,
+is settled before the level starts; sending one joins three prebuilt parts (a memory copy, not an
+encode), so a fresh input costs the generator no more than a repeated one.
 
     template = BodyTemplate.build(lambda im: predict_body(im, "serving_default"), images, text=True)
     plan = plan_inputs(count=1000, repeat=0.5, seed=0, first_fresh=0)

@@ -177,8 +177,8 @@ async def _one_rate(host: str, port: int, requests: _Requests, offsets: list[flo
                 token = tokens[i] if tokens is not None else None
                 if token is None:
                     conn.transport.write(base)
-                else:  # the parts were built before the level: written, not joined
-                    conn.transport.writelines((head, token, post))
+                else:  # one write, one send: writelines would send each part on its own
+                    conn.transport.write(head + token + post)
                 level.sent += 1
                 if requests.repeats is None or requests.repeats[i]:
                     level.repeated += 1

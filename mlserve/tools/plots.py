@@ -281,11 +281,13 @@ def plot_sweeps(sweeps: list[tuple[str, list[dict[str, Any]]]], path: str | os.P
         lossy = [p for p in points if p[2]]
         if lossy:
             ax.plot([p[0] for p in lossy], [p[1] for p in lossy], linestyle="none", marker="o",
-                    markersize=11, markerfacecolor="white", markeredgecolor=colour,
-                    label=None if hollow_shown else "dropped or failed requests")
+                    markersize=11, markerfacecolor="white", markeredgecolor=colour)
             hollow_shown = True
     if objective_ms is not None:
         ax.axhline(objective_ms, color="tab:red", linestyle="--", label=f"objective {objective_ms:g} ms")
+    if hollow_shown:  # one legend entry, last, for every line's hollow markers
+        ax.plot([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="white",
+                markeredgecolor="grey", label="dropped or failed requests")
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
