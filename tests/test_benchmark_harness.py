@@ -265,6 +265,31 @@ def test_h2load_grpc_compare_alternates_protocols_on_one_server(model_dir: Path,
     assert not procs._LIVE  # the server was stopped
 
 
+def test_policies_sweeps_each_setup_and_skips_one_that_does_not_start(model_dir: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/policies.py, bounded to two short rates at a given capacity: the set-up that
+    starts is swept and saved, the one whose flag this build lacks is skipped with its server's
+    error, and the table and the overlay plot are written."""
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset is not installed (util-linux): the script pins server and generator")
+    import policies
+
+    from mlserve.bench.sweeps import load_sweep
+
+    out = tmp_path / "out"
+    assert policies.main(["--model-base", str(model_dir.parent), "--out", str(out), "--setup", "none=",
+                          "--setup", "bogus=--no_such_flag", "--capacity", "100", "--fractions", "0.5,1",
+                          "-d", "0.5", "--pythonpath", str(ROOT)]) == 0
+    printed = capsys.readouterr().out
+    sweep = load_sweep(out / "sweeps" / "none.json")
+    assert sweep.label == "none" and [lv["rate"] for lv in sweep.levels] == [50.0, 100.0]
+    assert all(lv["ok"] == lv["sent"] > 0 and lv["errors"] == 0 for lv in sweep.levels)
+    table = (out / "policies.md").read_text()
+    assert table in printed and "| 50 |" in table and "Skipped bogus" in table and "no_such_flag" in table
+    assert (out / "p99.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "sweeps" / "bogus.json").exists() and not procs._LIVE
+
+
 def test_run_sh_help_installs_nothing(tmp_path: Path) -> None:
     """`benchmarks/run.sh --help` prints help and installs nothing. PATH holds only what the
     script needs to get that far, plus a stand-in `apt-get` that records being called: wrk,
@@ -287,7 +312,8 @@ def test_run_sh_help_installs_nothing(tmp_path: Path) -> None:
     assert not calls.exists() and "installing" not in done.stderr
 
 
-@pytest.mark.parametrize("script", ["serving.py", "h2load_grpc.py", "abuse.py", "abuse_h2.py", "tflite.py", "v2.py"])
+@pytest.mark.parametrize("script", ["serving.py", "h2load_grpc.py", "abuse.py", "abuse_h2.py", "tflite.py", "v2.py",
+                                    "policies.py"])
 def test_benchmark_scripts_start(script: str) -> None:
     """Each benchmark script imports and prints its help: a script that is only run by hand must
     not break silently when the harness modules it borrows from move (tflite.py once did)."""

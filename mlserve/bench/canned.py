@@ -4,20 +4,23 @@ It measures the load generator's own ceiling (`mlserve bench --self-test`) and g
 server that fails on purpose (`--error-every N`), which a real model server cannot be made to.
 Run as its own process, so it does not share the generator's core or GIL:
 
-    python -m mlserve.bench.canned [--batch-size N] [--error-every N] [--hold-after N]
+    python -m mlserve.bench.canned [--batch-size N] [--error-every N] [--hold-after N] [--record FILE]
 
 It binds 127.0.0.1 on an ephemeral port, prints the port on the first line of stdout, and runs
-until its stdin closes (so it never outlives the process that started it). Ctrl-C at a terminal
+until its stdin closes (so it never outlives the process that started it). `--record FILE` writes
+the SHA-256 of each request body, one a line, so a test can count the distinct inputs it was sent. Ctrl-C at a terminal
 is for that parent: the canned server ignores SIGINT.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import signal
 import subprocess
 import sys
+from typing import IO
 
 from mlserve.bench import wire
 from mlserve.errors import ServerStartError
@@ -27,9 +30,9 @@ class CannedProtocol(asyncio.Protocol):
     """Answers each complete HTTP/1.1 request with the prebuilt response."""
 
     def __init__(self, ok: bytes, error: bytes, error_every: int, hold_after: int,
-                 counter: list[int]) -> None:
+                 counter: list[int], record: IO[str] | None = None) -> None:
         self.ok, self.error, self.error_every, self.counter = ok, error, error_every, counter
-        self.hold_after = hold_after
+        self.hold_after, self.record = hold_after, record
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -37,7 +40,10 @@ class CannedProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        complete, self.buffer = wire.split_requests(self.buffer + data)
+        bodies: list[bytes] | None = [] if self.record is not None else None
+        complete, self.buffer = wire.split_requests(self.buffer + data, bodies)
+        if self.record is not None and bodies:
+            self.record.write("".join(hashlib.sha256(b).hexdigest() + "\n" for b in bodies))
         out = []
         for _ in range(complete):
             self.counter[0] += 1
@@ -49,13 +55,13 @@ class CannedProtocol(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-async def serve(batch_size: int, error_every: int, hold_after: int) -> None:
+async def serve(batch_size: int, error_every: int, hold_after: int, record: IO[str] | None = None) -> None:
     ok = wire.response("200 OK", json.dumps({"predictions": [[0.1] * 10] * batch_size}).encode())
     error = wire.response("500 Internal Server Error", b'{"error": "canned error for testing"}')
     counter = [0]
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: CannedProtocol(ok, error, error_every, hold_after, counter),
-                                      "127.0.0.1", 0)
+    server = await loop.create_server(
+        lambda: CannedProtocol(ok, error, error_every, hold_after, counter, record), "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     stdin_closed = loop.create_future()
     loop.add_reader(sys.stdin.fileno(),
@@ -72,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="answer every Nth request with HTTP 500 (0: never)")
     parser.add_argument("--hold-after", type=int, default=0,
                         help="answer the first N requests, then none (0: answer all)")
+    parser.add_argument("--record", metavar="FILE", help="write each request body's SHA-256, one a line")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -80,18 +87,25 @@ def main(argv: list[str] | None = None) -> int:
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:  # pragma: no cover
         runner = asyncio.Runner()
-    with runner:
-        runner.run(serve(args.batch_size, args.error_every, args.hold_after))
+    record = open(args.record, "w") if args.record else None  # noqa: SIM115 - closed below
+    try:
+        with runner:
+            runner.run(serve(args.batch_size, args.error_every, args.hold_after, record))
+    finally:
+        if record is not None:
+            record.close()
     return 0
 
 
 class CannedServer:
     """The canned server in a child process; `url` is where it answers."""
 
-    def __init__(self, batch_size: int = 1, error_every: int = 0, hold_after: int = 0) -> None:
+    def __init__(self, batch_size: int = 1, error_every: int = 0, hold_after: int = 0,
+                 record: str | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlserve.bench.canned", "--batch-size", str(int(batch_size)),
-             "--error-every", str(int(error_every)), "--hold-after", str(int(hold_after))],
+             "--error-every", str(int(error_every)), "--hold-after", str(int(hold_after)),
+             *(["--record", str(record)] if record else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()

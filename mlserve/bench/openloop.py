@@ -6,6 +6,9 @@ Poisson process or a constant spacing, and its latency runs from that time, not 
 written (as wrk2 does). Requests go over N keep-alive HTTP/1.1 connections, pipelined on a busy
 one; a request that would exceed `max_in_flight` is dropped and counted, never queued unbounded.
 
+Every request carries the same body, or (a `bodies.BodyTemplate` and `repeat` below 1) a fraction
+`repeat` of them an input already sent and the rest a fresh one, planned before the level starts.
+
     levels = run_open_loop(url, path, body, rates=[100, 1000], duration=2.0)
     levels[0].p99_ms, levels[0].drops
 """
@@ -18,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from mlserve.bench import wire
+from mlserve.bench.bodies import BodyTemplate, check_pool, plan_inputs
 from mlserve.errors import UsageError
 
 ARRIVALS = ("poisson", "constant")
@@ -40,6 +44,9 @@ class RateLevel:
     p99_ms: float | None = None
     p999_ms: float | None = None
     max_ms: float | None = None
+    repeat: float = 1.0  # asked: the fraction of requests that repeat an input already sent
+    repeated: int = 0  # sent requests that repeated an input
+    repeat_fraction: float | None = None  # repeated / sent
     error_messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -125,16 +132,28 @@ class _Connection(asyncio.Protocol):
         self.pending.clear()
 
 
-async def _one_rate(host: str, port: int, request: bytes, rate: float, duration: float,
-                    arrival: str, connections: int, max_in_flight: int, timeout: float,
-                    seed: int) -> RateLevel:
-    level, latencies = RateLevel(rate, arrival, duration), []
+@dataclass
+class _Requests:
+    """What one level sends: the base request, and per scheduled request its fresh input's token
+    (None: the base) and whether it repeats an input; `head` + token + `post` is a fresh request."""
+
+    base: bytes
+    head: bytes = b""
+    post: bytes = b""
+    tokens: list[bytes | None] | None = None  # None: the base every time
+    repeats: list[bool] | None = None
+
+
+async def _one_rate(host: str, port: int, requests: _Requests, offsets: list[float], rate: float,
+                    duration: float, arrival: str, connections: int, max_in_flight: int,
+                    timeout: float, repeat: float) -> RateLevel:
+    level, latencies = RateLevel(rate, arrival, duration, repeat=repeat), []
     loop = asyncio.get_running_loop()
     conns: list[_Connection] = []
     for _ in range(connections):
         _, proto = await loop.create_connection(lambda: _Connection(level, latencies), host, port)
         conns.append(proto)
-    offsets = schedule(rate, duration, arrival, seed)
+    base, head, post, tokens = requests.base, requests.head, requests.post, requests.tokens
     start = time.perf_counter()
     turn = 0
     i = 0
@@ -155,8 +174,14 @@ async def _one_rate(host: str, port: int, request: bytes, rate: float, duration:
                 turn += 1
                 conn.pending.append(start + offsets[i])
                 assert conn.transport is not None
-                conn.transport.write(request)
+                token = tokens[i] if tokens is not None else None
+                if token is None:
+                    conn.transport.write(base)
+                else:  # one write, one send: writelines would send each part on its own
+                    conn.transport.write(head + token + post)
                 level.sent += 1
+                if requests.repeats is None or requests.repeats[i]:
+                    level.repeated += 1
             i += 1
         await asyncio.sleep(0)
     deadline = time.perf_counter() + timeout
@@ -176,24 +201,50 @@ async def _one_rate(host: str, port: int, request: bytes, rate: float, duration:
     level.p50_ms, level.p99_ms = percentile(latencies, 0.50), percentile(latencies, 0.99)
     level.p999_ms = percentile(latencies, 0.999)
     level.max_ms = latencies[-1] if latencies else None
+    level.repeat_fraction = level.repeated / level.sent if level.sent else None
     return level
 
 
-def run_open_loop(url: str, path: str, body: bytes, *, rates: list[float], duration: float = 2.0,
-                  arrival: str = "poisson", connections: int = 16, max_in_flight: int = 4096,
-                  timeout: float = 10.0, seed: int = 0,
-                  headers: dict[str, str] | None = None) -> list[RateLevel]:
-    """One level per rate, each `duration` seconds of scheduled sends of one POST."""
+def run_open_loop(url: str, path: str, body: bytes | BodyTemplate, *, rates: list[float],
+                  duration: float = 2.0, arrival: str = "poisson", connections: int = 16,
+                  max_in_flight: int = 4096, timeout: float = 10.0, seed: int = 0,
+                  headers: dict[str, str] | None = None, repeat: float = 1.0) -> list[RateLevel]:
+    """One level per rate, each `duration` seconds of scheduled sends of one POST.
+
+    With a BodyTemplate and `repeat` below 1, a fraction `repeat` of each level's requests repeat an
+    input already sent in the level and the rest carry fresh inputs, distinct across the whole run.
+    """
     if arrival not in ARRIVALS:
         raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
     if not 1 <= connections <= 1024:
         raise UsageError(f"--connections must be 1..1024, got {connections}")
+    if not 0.0 <= repeat <= 1.0:
+        raise UsageError(f"--repeat must be a fraction from 0 to 1, got {repeat:g}")
+    template = body if isinstance(body, BodyTemplate) else None
+    if repeat < 1.0 and template is None:
+        raise UsageError("--repeat below 1 needs a body template to vary",
+                         hint="pass a bodies.BodyTemplate as the body")
     host, port, _, _ = wire.http_address(url)
-    request = wire.post_request(url, path, body, headers)
+    offsets = [schedule(r, duration, arrival, seed + n) for n, r in enumerate(rates)]
+    levels: list[_Requests] = []
+    if template is None or repeat >= 1.0:
+        base = wire.post_request(url, path, template.base if template else body, headers)  # type: ignore[arg-type]
+        levels = [_Requests(base) for _ in rates]
+    else:
+        check_pool([len(o) for o in offsets], repeat)
+        base = wire.post_request(url, path, template.base, headers)
+        head = wire.post_head(url, path, len(template.pre) + template.token_width + len(template.post),
+                              headers) + template.pre
+        fresh = 0
+        for n, o in enumerate(offsets):
+            plan = plan_inputs(len(o), repeat, seed + n, fresh)
+            fresh = plan.next_fresh
+            tokens = [None if k < 0 else template.token(k) for k in plan.inputs]
+            levels.append(_Requests(base, head, template.post, tokens, plan.repeats))
 
     async def main() -> list[RateLevel]:
-        return [await _one_rate(host, port, request, r, duration, arrival, connections,
-                                max_in_flight, timeout, seed + n) for n, r in enumerate(rates)]
+        return [await _one_rate(host, port, levels[n], offsets[n], r, duration, arrival, connections,
+                                max_in_flight, timeout, repeat) for n, r in enumerate(rates)]
 
     try:
         import uvloop

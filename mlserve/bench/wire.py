@@ -24,12 +24,17 @@ def http_address(url: str) -> tuple[str, int, str, str]:
 def post_request(url: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     """One complete `POST <url><path>` request, as bytes: a JSON body, or (with `headers`, the v2
     binary extension's) an octet stream."""
+    return post_head(url, path, len(body), headers) + body
+
+
+def post_head(url: str, path: str, length: int, headers: dict[str, str] | None = None) -> bytes:
+    """The head of `post_request`, for a body of `length` bytes sent after it."""
     _, _, base, netloc = http_address(url)
     kind = "application/octet-stream" if headers else "application/json"
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     head = (f"POST {base}{path} HTTP/1.1\r\nHost: {netloc}\r\n"
-            f"Content-Type: {kind}\r\n{extra}Content-Length: {len(body)}\r\n\r\n")
-    return head.encode("latin-1") + body
+            f"Content-Type: {kind}\r\n{extra}Content-Length: {length}\r\n\r\n")
+    return head.encode("latin-1")
 
 
 def response(status: str, body: bytes) -> bytes:
@@ -49,8 +54,9 @@ def content_length(head: bytes) -> int:
     return int(lower[at + 15:end if end >= 0 else None])
 
 
-def split_requests(buffer: bytes) -> tuple[int, bytes]:
-    """How many complete requests `buffer` holds, and what is left after them."""
+def split_requests(buffer: bytes, bodies: list[bytes] | None = None) -> tuple[int, bytes]:
+    """How many complete requests `buffer` holds, and what is left after them (each complete
+    request's body appended to `bodies` when given)."""
     count = 0
     while True:
         end = buffer.find(b"\r\n\r\n")
@@ -59,6 +65,8 @@ def split_requests(buffer: bytes) -> tuple[int, bytes]:
         length = content_length(buffer[:end + 2])
         if len(buffer) < end + 4 + length:
             return count, buffer
+        if bodies is not None:
+            bodies.append(buffer[end + 4:end + 4 + length])
         buffer = buffer[end + 4 + length:]
         count += 1
 

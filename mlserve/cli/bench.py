@@ -12,6 +12,10 @@ from mlserve.cli import options, output
 
 
 def bench(
+    sweeps: Optional[list[Path]] = typer.Argument(
+        None, metavar="[SWEEP.json]...", show_default=False,
+        help="With --plot: draw these saved sweeps (--rate --save) as p99 against arrival rate, "
+             "one line each, instead of running a load."),
     concurrency: str = typer.Option("1,8,32", "--concurrency", "-c",
                                     help="Comma-separated levels of requests in flight."),
     duration: options.Duration = None,
@@ -46,6 +50,18 @@ def bench(
     max_inflight: int = typer.Option(256, "--max-inflight",
                                      help="Open loop: requests in flight at most; one due beyond it is "
                                           "dropped (counted), never queued."),
+    repeat: Optional[float] = typer.Option(
+        None, "--repeat", metavar="F", show_default=False,
+        help="Open loop: the fraction (0 to 1) of requests that repeat an input already sent; the "
+             "rest carry fresh, distinct inputs. Default 1: one body every time."),
+    save: Optional[Path] = typer.Option(
+        None, "--save", metavar="FILE", help="Open loop: save the sweep (the --json document, labelled) "
+                                             "for `mlserve bench --plot FILE...`."),
+    sweep_label: Optional[str] = typer.Option(
+        None, "--sweep-label", metavar="NAME", help="The label --save gives the sweep (default: the file's name)."),
+    objective_ms: Optional[float] = typer.Option(
+        None, "--objective-ms", metavar="MS", help="With saved sweeps: draw this latency objective "
+                                                   "and say which levels held it."),
 ) -> None:
     """Load a model server with bounded, concurrent predict requests and report per level:
     requests/s, images/s, p50/p90/p99/max latency and errors (never folded into the figures).
@@ -59,6 +75,23 @@ def bench(
 
     if plot_file is not None:
         plot = True
+    if sweeps:
+        if not plot or rate is not None:
+            raise UsageError("saved sweeps are drawn, not run: give them with --plot and no --rate",
+                             hint="mlserve bench --plot sweeps/*.json --objective-ms 10")
+        _plot_sweeps(sweeps, objective_ms, plot_file, json_)
+        return
+    if objective_ms is not None:
+        raise UsageError("--objective-ms goes with saved sweeps to draw",
+                         hint="mlserve bench --plot sweeps/*.json --objective-ms 10")
+    if rate is None:
+        for name, given in (("--repeat", repeat is not None), ("--save", save is not None),
+                            ("--sweep-label", sweep_label is not None)):
+            if given:
+                raise UsageError(f"{name} is the open loop's (--rate)",
+                                 hint="e.g. mlserve bench --rate 100,200 --repeat 0.5 --save sweep.json")
+    elif sweep_label is not None and save is None:
+        raise UsageError("--sweep-label names a saved sweep", hint="add --save FILE")
     if rate is not None:
         if grpc:
             from mlserve.errors import UsageError
@@ -69,7 +102,8 @@ def bench(
                              hint="add --protocol v2")
         _open_loop(rate, arrival, connections, duration or 3.0, batch_size, url, model, version,
                    label, signature, columnar, timeout, data, json_, self_test, max_inflight,
-                   plot_file if plot else None, plot, protocol, binary)
+                   plot_file if plot else None, plot, protocol, binary,
+                   1.0 if repeat is None else repeat, save, sweep_label)
         return
     if duration is None and requests is None:
         duration = 5.0
@@ -128,14 +162,16 @@ def bench(
 def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch_size: int,
                url, model, version, label, signature, columnar, timeout, data, json_: bool,
                self_test: bool, max_inflight: int = 256, plot_file: Optional[Path] = None,
-               plot: bool = False, protocol: str = "v1", binary: bool = False) -> None:
+               plot: bool = False, protocol: str = "v1", binary: bool = False, repeat: float = 1.0,
+               save: Optional[Path] = None, sweep_label: Optional[str] = None) -> None:
     """`--rate`: one open-loop level per arrival rate, REST only."""
-    from mlserve.bench import openloop
+    from mlserve.bench import bodies, openloop
     from mlserve.bench.canned import CannedServer
     from mlserve.client import ModelTarget
     from mlserve.client.rest import model_path, predict_body
 
     rates = openloop.parse_rates(rate)
+    bodies.parse_repeat(repeat)
     if arrival not in openloop.ARRIVALS:
         from mlserve.errors import UsageError
         raise UsageError(f"--arrival must be one of {', '.join(openloop.ARRIVALS)}, got {arrival!r}",
@@ -146,15 +182,22 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
                          hint="e.g. --max-inflight 256")
 
     def run(target_url: str, images, target) -> list:
-        output.err.print(f"Open loop: {len(rates)} rates x {duration:g} s ({arrival})",
-                         markup=False, highlight=False)
-        path, body, headers = model_path(target) + ":predict", predict_body(images, target.signature, columnar), None
+        output.err.print(f"Open loop: {len(rates)} rates x {duration:g} s ({arrival}), "
+                         f"repeat {repeat:.0%}", markup=False, highlight=False)
+        path, headers = model_path(target) + ":predict", None
+
+        def encode(im) -> bytes:
+            return predict_body(im, target.signature, columnar)
+
+        text = True
         if protocol == "v2" and not self_test:
-            path, body, headers = _v2_request(target_url, target, images, binary)
+            path, encode, headers = _v2_request(target_url, target, images, binary)
+            text = not binary
+        body = encode(images) if repeat >= 1.0 else bodies.BodyTemplate.build(encode, images, text=text)
         return openloop.run_open_loop(
             target_url, path, body, rates=rates, duration=duration, arrival=arrival,
             connections=connections, max_in_flight=max_inflight,
-            timeout=settings.get("timeout", timeout) or 10.0, headers=headers)
+            timeout=settings.get("timeout", timeout) or 10.0, headers=headers, repeat=repeat)
 
     if self_test:
         import numpy as np
@@ -170,12 +213,20 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
                              signature=signature)
         where = settings.get("url", url)
         levels = run(where, _images(inputs, batch_size, data), target)
+    document = {"open_loop": True, "self_test": self_test, "address": where,
+                "model": target.describe(), "arrival": arrival, "connections": connections,
+                "max_inflight": max_inflight, "repeat": repeat, "protocol": protocol,
+                "binary": binary, "batch_size": batch_size, "duration_s": duration,
+                "levels": [lv.as_dict() for lv in levels]}
     if json_:
-        output.print_json({"open_loop": True, "self_test": self_test, "address": where,
-                           "model": target.describe(), "max_inflight": max_inflight,
-                           "levels": [lv.as_dict() for lv in levels]})
+        output.print_json(document)
     else:
-        _print_open_loop(levels, arrival, target, where, connections, max_inflight)
+        _print_open_loop(levels, arrival, target, where, connections, max_inflight, repeat)
+    if save is not None:
+        from mlserve.bench.sweeps import save_sweep
+
+        saved = save_sweep(save, document, label=sweep_label)
+        (output.err if json_ else output.out).print(f"Saved: {saved}", soft_wrap=True, markup=False)
     if plot:
         from mlserve.tools.plots import plot_open_loop
         from mlserve.workspace import Workspace
@@ -186,8 +237,8 @@ def _open_loop(rate: str, arrival: str, connections: int, duration: float, batch
         (output.err if json_ else output.out).print(f"Plot: {written}", soft_wrap=True, markup=False)
 
 
-def _v2_request(url: str, target, images, binary: bool) -> tuple[str, bytes, dict[str, str] | None]:
-    """The v2 (KServe) infer call the open loop sends: path, body and (binary) headers.
+def _v2_request(url: str, target, images, binary: bool):
+    """The v2 (KServe) infer call the open loop sends: path, body encoder and (binary) headers.
 
     One infer goes first through the ordinary v2 client, so an unknown model fails at once.
     """
@@ -198,27 +249,79 @@ def _v2_request(url: str, target, images, binary: bool) -> tuple[str, bytes, dic
     client = connect(target, transport="rest", url=url, protocol="v2", binary=binary)
     try:
         client.predict(images)
-        body, headers = v2.infer_body({client.input_name: np.ascontiguousarray(images, dtype=np.float32)},
-                                      binary=binary, outputs=[client.output_name])
+        input_name, output_name = client.input_name, client.output_name
     finally:
         client.close()
-    return v2.model_path(target) + "/infer", body, headers
+
+    def encode(im) -> bytes:
+        return v2.infer_body({input_name: np.ascontiguousarray(im, dtype=np.float32)},
+                             binary=binary, outputs=[output_name])[0]
+
+    _, headers = v2.infer_body({input_name: np.ascontiguousarray(images, dtype=np.float32)},
+                               binary=binary, outputs=[output_name])
+    return v2.model_path(target) + "/infer", encode, headers or None
+
+
+def _plot_sweeps(paths: list[Path], objective_ms: Optional[float], plot_file: Optional[Path],
+                 json_: bool) -> None:
+    """`bench --plot SWEEP.json...`: saved sweeps' p99 against arrival rate on one chart."""
+    from mlserve.bench.sweeps import load_sweep, objective_held
+    from mlserve.errors import UsageError
+
+    if objective_ms is not None and not 0 < objective_ms <= 3_600_000:
+        raise UsageError(f"--objective-ms must be above 0, got {objective_ms:g}", hint="e.g. --objective-ms 10")
+    loaded = [load_sweep(p) for p in paths]
+    from mlserve.tools.plots import plot_sweeps
+    from mlserve.workspace import Workspace
+
+    path = plot_file or Workspace.current().plots_dir / f"bench-sweeps-{time.strftime('%Y%m%d-%H%M%S')}.png"
+    title = "p99 against arrival rate" + (f", objective {objective_ms:g} ms" if objective_ms else "")
+    written = plot_sweeps([(s.label, s.levels) for s in loaded], path, objective_ms=objective_ms,
+                          title=title)
+    rows = [{"label": s.label, "file": str(s.path), "rate": lv["rate"],
+             "achieved_per_s": lv.get("achieved_per_s"), "p50_ms": lv.get("p50_ms"),
+             "p99_ms": lv.get("p99_ms"), "drops": lv.get("drops", 0), "errors": lv.get("errors", 0),
+             "repeat_fraction": lv.get("repeat_fraction"),
+             **({"objective_held": objective_held(lv, objective_ms)} if objective_ms is not None else {})}
+            for s in loaded for lv in s.levels]
+    if json_:
+        output.print_json({"sweeps": [s.label for s in loaded], "objective_ms": objective_ms,
+                           "plot": str(written), "levels": rows})
+        return
+    from rich.table import Table
+
+    def ms(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    columns = ["label", "rate", "achieved", "p50", "p99", "drops", "err"]
+    if objective_ms is not None:
+        columns.append(f"p99 <= {objective_ms:g} ms")
+    table = Table(*columns)
+    for row in rows:
+        cells = [row["label"], _rate(row["rate"]), _rate(row["achieved_per_s"] or 0.0),
+                 ms(row["p50_ms"]), ms(row["p99_ms"]), str(row["drops"]), str(row["errors"])]
+        if objective_ms is not None:
+            cells.append("yes" if row["objective_held"] else "no")
+        table.add_row(*cells)
+    output.out.print(table)
+    output.out.print(f"Plot: {written}", soft_wrap=True, markup=False)
 
 
 def _print_open_loop(levels: list, arrival: str, target, where: str, connections: int,
-                     max_inflight: int) -> None:
+                     max_inflight: int, repeat: float = 1.0) -> None:
     from rich.table import Table
 
     def ms(v) -> str:
         return "-" if v is None else f"{v:.2f}"
 
     output.out.print(f"open loop ({arrival}) against {target.describe()} at {where}, "
-                     f"{connections} connections, at most {max_inflight} in flight; "
-                     f"latency in ms from each scheduled send")
-    table = Table("rate", "achieved", "p50", "p99", "p99.9", "max", "ok", "err", "drops")
+                     f"{connections} connections, at most {max_inflight} in flight, "
+                     f"{repeat:.0%} of requests repeating an input; latency in ms from each scheduled send")
+    table = Table("rate", "achieved", "p50", "p99", "p99.9", "max", "ok", "err", "drops", "repeat")
     for lv in levels:
         table.add_row(_rate(lv.rate), _rate(lv.achieved_per_s), ms(lv.p50_ms), ms(lv.p99_ms),
-                      ms(lv.p999_ms), ms(lv.max_ms), str(lv.ok), str(lv.errors), str(lv.drops))
+                      ms(lv.p999_ms), ms(lv.max_ms), str(lv.ok), str(lv.errors), str(lv.drops),
+                      "-" if lv.repeat_fraction is None else f"{lv.repeat_fraction:.0%}")
     output.out.print(table)
     for lv in levels:
         for message in lv.error_messages:

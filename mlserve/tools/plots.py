@@ -249,3 +249,58 @@ def plot_open_loop(levels: list[dict[str, Any]], path: str | os.PathLike, *, tit
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+SWEEPS_FIGURE_PX = (900, 560)  # p99 against arrival rate, one line per saved sweep
+
+
+def plot_sweeps(sweeps: list[tuple[str, list[dict[str, Any]]]], path: str | os.PathLike, *,
+                objective_ms: float | None = None, title: str = "") -> Path:
+    """p99 (log-scale ms) against arrival rate, one line per labelled sweep (`bench --plot FILES`).
+
+    `sweeps` are (label, levels) pairs, levels being openloop.RateLevel.as_dict() rows. A level
+    with no answered request has no p99 and is left out of its line; a level that dropped or failed
+    requests is drawn as a hollow marker, since its p99 leaves those requests out. The objective,
+    when given, is a dashed horizontal line.
+    """
+    plt = _pyplot()
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dpi = 100
+    fig, ax = plt.subplots(figsize=(SWEEPS_FIGURE_PX[0] / dpi, SWEEPS_FIGURE_PX[1] / dpi), dpi=dpi)
+    hollow_shown = False
+    for n, (label, levels) in enumerate(sweeps):
+        points = sorted((lv["rate"], lv["p99_ms"], bool(lv.get("drops") or lv.get("errors")))
+                        for lv in levels if lv.get("p99_ms") is not None)
+        if not points:
+            continue
+        colour = f"C{n % 10}"
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker="o",
+                label=label)
+        lossy = [p for p in points if p[2]]
+        if lossy:
+            ax.plot([p[0] for p in lossy], [p[1] for p in lossy], linestyle="none", marker="o",
+                    markersize=11, markerfacecolor="white", markeredgecolor=colour)
+            hollow_shown = True
+    if objective_ms is not None:
+        ax.axhline(objective_ms, color="tab:red", linestyle="--", label=f"objective {objective_ms:g} ms")
+    if hollow_shown:  # one legend entry, last, for every line's hollow markers
+        ax.plot([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="white",
+                markeredgecolor="grey", label="dropped or failed requests")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.5, 1, 2, 5, 10 ms
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(left=0)
+    ax.set_xlabel("arrival rate (req/s)")
+    ax.set_ylabel("p99 latency from scheduled send (ms, log scale)")
+    ax.set_title(title or "p99 against arrival rate")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
