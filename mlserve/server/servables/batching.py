@@ -260,7 +260,7 @@ class Batcher:
             if self.adaptive:
                 control = self._control(servable, signature_name)
                 control.arrived()
-                bypass = not self._queues and not self._running and not self._bypassing
+                bypass = control.quiet and not self._queues and not self._running and not self._bypassing
                 if bypass:  # low load and nothing waiting: the unbatched path, on this thread
                     self._bypassing += 1
             if control is None or not bypass:
