@@ -108,6 +108,12 @@ def kubernetes(
     feature_store_secret: Optional[str] = typer.Option(
         None, "--feature-store-secret", help="Secret holding the Redis URL under key redis-url "
         "(default <name>-feature-store)."),
+    prediction_cache: Optional[str] = typer.Option(
+        None, "--prediction-cache", help="redis: a Redis Deployment and Service (<name>-redis) that every "
+        "replica shares its cache of predict answers through (--prediction_cache)."),
+    prediction_cache_memory: str = typer.Option(
+        "256Mi", "--prediction-cache-memory", help="Memory of the cache's Redis (its limit; Redis keeps "
+        "3/4 of it for answers and evicts the least recently used)."),
 ) -> None:
     """Write a Deployment of the pinned tensorflow/serving image, its Service, HPA and ConfigMap.
 
@@ -132,6 +138,10 @@ def kubernetes(
     if feature_store is not None and feature_lookup is not None:
         spec.feature_lookup = specs.feature_lookup_text(feature_lookup, feature_store)
         spec.feature_secret = specs.resource_name(feature_store_secret) if feature_store_secret else None
+        spec.image = image
+    if prediction_cache is not None:
+        spec.prediction_cache = specs.prediction_cache(prediction_cache)
+        spec.prediction_cache_memory = prediction_cache_memory
         spec.image = image
     specs.check(spec)
     trees: dict[str, Path] = {}
@@ -225,6 +235,12 @@ def _readme(spec: Any, out: Path) -> str:
                   "Create the Secret with the Redis URL first:", "",
                   f"    kubectl create secret generic{ns} {secret} "
                   f"--from-literal={spec.feature_secret_key}=redis://HOST:6379/0", ""]
+    if getattr(spec, "prediction_cache", None) is not None:
+        from mlserve.deploy.kubernetes import prediction_cache_url, redis_name
+
+        lines += [f"Prediction cache (docs/deploy.md): every replica shares answers through Redis at "
+                  f"{prediction_cache_url(spec)} (Deployment and Service {redis_name(spec)}, "
+                  f"{spec.prediction_cache_memory}, least recently used answers evicted, nothing on disk).", ""]
     if spec.delivery == "image":
         lines += ["Build and push the image that bakes the versions in, then apply:", "",
                   f"    docker build -t {spec.image} {out}", f"    docker push {spec.image}",
