@@ -68,6 +68,9 @@ class DeploySpec:
     # replica through the server's --prediction_cache=redis://<name>-redis:6379 (docs/deploy.md)
     prediction_cache: str | None = None
     prediction_cache_memory: str = "256Mi"  # the Redis container's memory (request = limit)
+    # The baked image runs mlserve's server (built by the Dockerfile), not tensorflow/serving:
+    # set when a flag only mlserve's server has is asked for (deploy/dockerfile.py).
+    mlserve_image: bool = False
 
     @property
     def serving_image(self) -> str:
@@ -161,10 +164,11 @@ def check(spec: DeploySpec) -> None:
     if spec.pvc_access_mode not in ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"):
         raise UsageError(f"--pvc-access-mode {spec.pvc_access_mode!r}: choose ReadWriteOnce or "
                          "ReadWriteMany (the loader pod writes, so not ReadOnlyMany)")
-    if spec.needs_mlserve_server and spec.delivery == "image" and spec.image is None:
-        raise UsageError(f"{spec.mlserve_flags} needs --image: an image that runs mlserve's server "
-                         "(the tensorflow/serving image has no such flag)",
-                         hint="build one with mlserve installed whose entrypoint is mlserve-model-server")
+    if spec.mlserve_image and spec.gpu:
+        raise UsageError(f"{spec.mlserve_flags} runs mlserve's server, whose image is written for CPUs "
+                         "(python slim with TensorFlow from PyPI)",
+                         hint="leave out --gpu, or build a CUDA image with mlserve installed from the "
+                              "written Dockerfile and mlserve-src/ yourself")
     if spec.needs_mlserve_server and spec.delivery == "pvc":
         raise UsageError(f"{spec.mlserve_flags} needs mlserve's server, and --delivery pvc runs the "
                          "tensorflow/serving image, which has no such flag",

@@ -28,7 +28,10 @@ def _write(out: Path, *extra: str) -> dict:
 def test_prediction_cache_adds_redis_and_the_server_flag(exported: Path, tmp_path: Path) -> None:
     out = tmp_path / "k8s"
     result = _write(out, "--namespace", "ml")
-    assert [Path(f).name for f in result["files"]] == [*CORE, "Dockerfile", "README.md"]
+    # the image runs mlserve's server (test_mlserve_image.py checks its build context)
+    assert [Path(f).name for f in result["files"]] == [*CORE, "Dockerfile", "README.md", "constraints.txt",
+                                                       "mlserve-entrypoint.sh"]
+    assert result["server"] == "mlserve" and result["image"] == "registry.example/mlserve-digits:2"
     for name in CORE:
         validate_core(out / name)
     server = load_yaml(out / "10-deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
