@@ -6,7 +6,9 @@ every COPY source is in the context; mlserve's source there is the running packa
 (the first stage makes the wheel from it); the wheel the second stage installs is the one that
 stage names; the constraints hold the versions installed here; and the entrypoint script, run by
 sh with the Deployment's container args (a stand-in `mlserve-model-server` records its argv), hands
-the real server's flag parser a command line it accepts, as tensorflow/serving's entrypoint would.
+the real server's flag parser a command line it accepts, as tensorflow/serving's entrypoint would;
+and, with the real `mlserve-model-server` and a real exported model, starts a server that the
+pod's readiness probe calls ready.
 """
 from __future__ import annotations
 
@@ -16,15 +18,19 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 from mlserve.server.flags import parse_flags
 from support.cli import parse_json_stdout, run_cli
 from support.deploy import load_yaml, validate_core
 from support.models import MODEL_NAME
 from support.paths import ROOT
+from support.ports import free_port
 
 LOOKUP = """\
 entity_key: {input: restaurant_id, dtype: string}
@@ -133,3 +139,51 @@ def test_image_names_the_mlserve_image_and_plain_deploys_keep_tensorflow_serving
     assert proc.returncode == 0, proc.stderr
     assert parse_json_stdout(proc)["server"] == "tensorflow-serving"
     assert not (plain / "mlserve-src").exists() and not (plain / "mlserve-entrypoint.sh").exists()
+
+
+@pytest.mark.slow
+def test_entrypoint_and_deployment_args_start_a_server_the_probe_calls_ready(digits_model_base: Path,
+                                                                            tmp_path: Path) -> None:
+    """What the container does, minus the container: the entrypoint script with the Deployment's
+    args, the image's ENV, the ConfigMap's files and the real console script. Only the fixed
+    ports (8500/8501 are not free here), the bind address (loopback) and the mount folders
+    (/etc/mlserve, /models) are moved."""
+    config = tmp_path / "lookup.yaml"
+    config.write_text(LOOKUP)
+    out = tmp_path / "k8s"
+    proc = run_cli("deploy", "kubernetes", "--out", str(out), "--model-base-path", str(digits_model_base),
+                   "--feature-store", "redis", "--feature-lookup", str(config))
+    assert proc.returncode == 0, proc.stderr
+    pod = load_yaml(out / "10-deployment.yaml")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    etc = tmp_path / "etc-mlserve"  # the ConfigMap's volume
+    etc.mkdir()
+    for name, text in load_yaml(out / "00-configmap.yaml")["data"].items():
+        (etc / name).write_text(text)
+    grpc, rest = free_port(), free_port()
+    script = tmp_path / "entrypoint.sh"
+    script.write_text((out / "mlserve-entrypoint.sh").read_text()
+                      .replace("--port=8500", f"--port={grpc}").replace("--rest_api_port=8501", f"--rest_api_port={rest}"))
+    args = [a.replace("/etc/mlserve", str(etc)) for a in container["args"]]
+    args.append("--host=127.0.0.1")  # overrides the entrypoint's 0.0.0.0 (the pod network's): loopback here
+    env = dict(item.split("=", 1) for item in dict(_dockerfile(out / "Dockerfile"))["ENV"].split())
+    env["MODEL_BASE_PATH"] = str(digits_model_base.parent)  # the image's /models
+    # the Secret's variable; nothing connects to it until a request carries an entity key
+    env["MLSERVE_FEATURE_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    bin_dir = Path(sys.executable).parent  # where the console script is installed
+    assert (bin_dir / "mlserve-model-server").exists()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as sink:
+        server = subprocess.Popen(["/bin/sh", str(script), *args], stdout=sink, stderr=subprocess.STDOUT,
+                                  env={**os.environ, **env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    probe = [*container["readinessProbe"]["exec"]["command"][:2],
+             container["readinessProbe"]["exec"]["command"][2].replace("/8501", f"/{rest}")]
+    try:
+        deadline = time.monotonic() + 90
+        while subprocess.run(probe, capture_output=True).returncode != 0:
+            assert server.poll() is None, f"the server exited {server.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"never ready:\n{log.read_text()[-3000:]}"
+            time.sleep(0.25)
+    finally:
+        server.terminate()
+        server.wait(20)
