@@ -121,6 +121,8 @@ def kubernetes(
     The model is delivered by a Dockerfile that bakes the versions in (--delivery image) or on a
     PersistentVolumeClaim checked by an init container (--delivery pvc). Pods are ready only when
     the model reports AVAILABLE. --apply runs kubectl apply, then kubectl rollout status.
+    --feature-store and --prediction-cache need mlserve's own server: the Dockerfile then builds
+    an image of it (mlserve-model-server taking the same flags) instead of tensorflow/serving's.
     """
     from mlserve.deploy import dockerfile, kubernetes as k8s, spec as specs, writer
     from mlserve.errors import UsageError

@@ -183,8 +183,8 @@ def prediction_cache(value: str) -> str:
     """`--prediction-cache`: only Redis shares answers between replicas."""
     if value not in PREDICTION_CACHES:
         raise UsageError(f"--prediction-cache {value!r}: choose {' or '.join(PREDICTION_CACHES)}",
-                         hint="replicas share the cache through Redis; for one process's own cache "
-                              "pass --tfs-arg=--prediction_cache_bytes=N")
+                         hint="replicas share answers through Redis; with it, --tfs-arg="
+                              "--prediction_cache_bytes=N adds each replica's own in-memory tier")
     return value
 
 
