@@ -41,6 +41,7 @@ class RateLevel:
     drops: int = 0
     achieved_per_s: float = 0.0
     p50_ms: float | None = None
+    mean_ms: float | None = None  # for Little's law (`mlserve plan` from a sweep)
     p99_ms: float | None = None
     p999_ms: float | None = None
     max_ms: float | None = None
@@ -200,6 +201,7 @@ async def _one_rate(host: str, port: int, requests: _Requests, offsets: list[flo
     latencies.sort()
     level.p50_ms, level.p99_ms = percentile(latencies, 0.50), percentile(latencies, 0.99)
     level.p999_ms = percentile(latencies, 0.999)
+    level.mean_ms = sum(latencies) / len(latencies) if latencies else None
     level.max_ms = latencies[-1] if latencies else None
     level.repeat_fraction = level.repeated / level.sent if level.sent else None
     return level

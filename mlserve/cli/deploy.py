@@ -88,7 +88,8 @@ def kubernetes(
     model: Model = None, out: Out = ..., model_base_path: BasePath = None, versions: Versions = "latest",
     delivery: str = typer.Option("image", "--delivery",
                                  help="image: a Dockerfile that bakes the versions in; pvc: a volume claim."),
-    image: Optional[str] = typer.Option(None, "--image", help="The baked image to run (default <name>:v<version>)."),
+    image: Optional[str] = typer.Option(None, "--image", help="The baked image to run (default <name>:v<version>); "
+                                        "it runs mlserve's server with --feature-store or --prediction-cache."),
     pvc_size: str = typer.Option("1Gi", "--pvc-size", help="Size of the claim with --delivery pvc."),
     storage_class: Optional[str] = typer.Option(None, "--storage-class", help="Storage class of the claim."),
     pvc_access_mode: str = typer.Option("ReadWriteOnce", "--pvc-access-mode",
@@ -108,12 +109,20 @@ def kubernetes(
     feature_store_secret: Optional[str] = typer.Option(
         None, "--feature-store-secret", help="Secret holding the Redis URL under key redis-url "
         "(default <name>-feature-store)."),
+    prediction_cache: Optional[str] = typer.Option(
+        None, "--prediction-cache", help="redis: a Redis Deployment and Service (<name>-redis) that every "
+        "replica shares its cache of predict answers through (--prediction_cache)."),
+    prediction_cache_memory: str = typer.Option(
+        "256Mi", "--prediction-cache-memory", help="Memory of the cache's Redis (its limit; Redis keeps "
+        "3/4 of it for answers and evicts the least recently used)."),
 ) -> None:
     """Write a Deployment of the pinned tensorflow/serving image, its Service, HPA and ConfigMap.
 
     The model is delivered by a Dockerfile that bakes the versions in (--delivery image) or on a
     PersistentVolumeClaim checked by an init container (--delivery pvc). Pods are ready only when
     the model reports AVAILABLE. --apply runs kubectl apply, then kubectl rollout status.
+    --feature-store and --prediction-cache need mlserve's own server: the Dockerfile then builds
+    an image of it (mlserve-model-server taking the same flags) instead of tensorflow/serving's.
     """
     from mlserve.deploy import dockerfile, kubernetes as k8s, spec as specs, writer
     from mlserve.errors import UsageError
@@ -128,11 +137,15 @@ def kubernetes(
     spec.pvc_access_mode = pvc_access_mode
     if (feature_store is None) != (feature_lookup is None):
         raise UsageError("--feature-store and --feature-lookup go together",
-                         hint="mlserve deploy kubernetes --feature-store redis --feature-lookup lookup.yaml --image IMAGE")
+                         hint="mlserve deploy kubernetes --feature-store redis --feature-lookup lookup.yaml")
     if feature_store is not None and feature_lookup is not None:
         spec.feature_lookup = specs.feature_lookup_text(feature_lookup, feature_store)
         spec.feature_secret = specs.resource_name(feature_store_secret) if feature_store_secret else None
-        spec.image = image
+    if prediction_cache is not None:
+        spec.prediction_cache = specs.prediction_cache(prediction_cache)
+        spec.prediction_cache_memory = prediction_cache_memory
+    # Flags only mlserve's server has: the Dockerfile builds mlserve's server image (--image names it).
+    spec.mlserve_image = delivery == "image" and spec.needs_mlserve_server
     specs.check(spec)
     trees: dict[str, Path] = {}
     if delivery == "image":
@@ -140,7 +153,7 @@ def kubernetes(
         trees = dockerfile.context_files(spec)
     texts = {name: k8s.to_yaml(doc) for name, doc in k8s.manifests(spec).items()}
     if delivery == "image":
-        texts["Dockerfile"] = dockerfile.dockerfile(spec)
+        texts.update(dockerfile.context_texts(spec))
     texts["README.md"] = _readme(spec, out)
     files = writer.write_folder(out, texts, trees, force=force)
     _report(spec, out, files, json_, kind="kubernetes")
@@ -216,15 +229,25 @@ def _say(message: str) -> None:
 def _readme(spec: Any, out: Path) -> str:
     """Next steps, kept beside the manifests."""
     ns = f" -n {spec.namespace}" if spec.namespace else ""
-    lines = [f"# {spec.name}: {spec.model_name} on TF Serving {spec.tag}", "",
+    server = "mlserve's server" if getattr(spec, "mlserve_image", False) else f"TF Serving {spec.tag}"
+    lines = [f"# {spec.name}: {spec.model_name} on {server}", "",
              "Written by `mlserve deploy kubernetes`.", ""]
     if getattr(spec, "feature_lookup", None) is not None:
         secret = spec.feature_secret or f"{spec.name}-feature-store"
         lines += ["Feature lookup (docs/feature-lookup.md): the server reads features from Redis. "
-                  f"{spec.image} must run mlserve's server (mlserve-model-server), not tensorflow/serving. "
                   "Create the Secret with the Redis URL first:", "",
                   f"    kubectl create secret generic{ns} {secret} "
                   f"--from-literal={spec.feature_secret_key}=redis://HOST:6379/0", ""]
+    if getattr(spec, "prediction_cache", None) is not None:
+        from mlserve.deploy.kubernetes import prediction_cache_url, redis_name
+
+        lines += [f"Prediction cache (docs/deploy.md): every replica shares answers through Redis at "
+                  f"{prediction_cache_url(spec)} (Deployment and Service {redis_name(spec)}, "
+                  f"{spec.prediction_cache_memory}, least recently used answers evicted, nothing on disk).", ""]
+    if getattr(spec, "mlserve_image", False):
+        lines += [f"{spec.image} runs mlserve's server (mlserve-model-server), which {spec.mlserve_flags} "
+                  "needs: the Dockerfile builds mlserve's wheel from mlserve-src/ and installs it on "
+                  "python slim, dependencies held to constraints.txt.", ""]
     if spec.delivery == "image":
         lines += ["Build and push the image that bakes the versions in, then apply:", "",
                   f"    docker build -t {spec.image} {out}", f"    docker push {spec.image}",
@@ -244,18 +267,27 @@ def _readme(spec: Any, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _runs(spec: Any) -> str:
+    if spec.mlserve_image:
+        from mlserve.deploy.dockerfile import base_description
+
+        return base_description(spec)
+    return spec.serving_image
+
+
 def _report(spec: Any, out: Path, files: list[Path], json_: bool, *, kind: str,
             extra: dict[str, Any] | None = None) -> None:
     shown = [f for f in files if f.parent == out]  # not every file of the baked SavedModels
     if json_:
         output.print_json({"kind": kind, "out": str(out), "name": spec.name, "model": spec.model_name,
                            "versions": spec.versions, "serving_image": spec.serving_image,
+                           "server": "mlserve" if spec.mlserve_image else "tensorflow-serving",
                            "image": getattr(spec, "image", None), "min_replicas": spec.min_replicas,
                            "max_replicas": spec.max_replicas, "files": [str(f) for f in shown]}
                           | (extra or {}))
     else:
         output.out.print(f"Wrote {out} ({spec.model_name} version(s) "
-                         f"{', '.join(map(str, spec.versions))}, {spec.serving_image}):", markup=False)
+                         f"{', '.join(map(str, spec.versions))}, {_runs(spec)}):", markup=False)
         for f in shown:
             output.out.print(f"  {f.relative_to(out)}", markup=False)
     if kind == "kubernetes" and spec.delivery == "image":

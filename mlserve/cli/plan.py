@@ -23,6 +23,9 @@ def plan(
     peak_factor: float = typer.Option(2.0, "--peak-factor", help="Autoscaler maximum: room for this x the target rate."),
     concurrency: str = typer.Option("1,4,8,16,32", "--concurrency", "-c",
                                     help="Levels to measure when the bench runs now."),
+    rate: Optional[str] = typer.Option(
+        None, "--rate", help="Measure these open-loop arrival rates now (`mlserve bench --rate`) and size "
+                             "from the highest whose p99 meets the SLO with no drops or errors."),
     duration: float = typer.Option(5.0, "--duration", help="Seconds per level when the bench runs now."),
     url: options.Url = None,
     grpc: options.Grpc = False,
@@ -34,12 +37,26 @@ def plan(
     Picks the level with the most requests/s whose p99 meets the SLO without errors, keeps
     --headroom of it spare, and answers replicas, per-replica concurrency, headroom and the cost
     per hour, month and million predictions, with the arithmetic in one table. `--json` output
-    feeds `mlserve deploy ... --plan`.
+    feeds `mlserve deploy ... --plan`. With --rate (or a --bench-json of `mlserve bench --rate`),
+    one replica's capacity is the highest arrival rate that met the SLO, kept up, and dropped nothing.
     """
+    from mlserve.errors import UsageError
     from mlserve.tools import plan as core
 
+    if rate is not None and bench_json is not None:
+        raise UsageError("--rate measures now, --bench-json reads a measurement: give one",
+                         hint="save a sweep with `mlserve bench --rate 200,400,800 --json > sweep.json`, "
+                              "then `mlserve plan --bench-json sweep.json ...`")
+    if rate is not None and grpc:
+        raise UsageError("--rate (open loop) drives REST only", hint="drop --grpc, or use --concurrency")
     if bench_json is not None:
         bench, source = core.read_bench(bench_json), bench_json.name
+    elif rate is not None:
+        from mlserve.bench.openloop import parse_rates
+
+        parse_rates(rate)  # a bad list fails here, before the bench starts
+        bench = _bench_now(None, duration, url, grpc, model, rate=rate)
+        source = "mlserve bench --rate (run now)"
     else:
         bench, source = _bench_now(concurrency, duration, url, grpc, model), "mlserve bench (run now)"
     result = core.make_plan(bench, rps=rps, p99_ms=p99_ms, headroom=headroom, peak_factor=peak_factor,
@@ -56,18 +73,22 @@ def plan(
     for row in core.explain(result):
         table.add_row(*row)
     output.out.print(table)
+    capacity = (f"{result.level_rps:g} req/s per replica (open loop)" if result.basis == "rate"
+                else f"at most {result.concurrency} requests in flight per replica")
     output.out.print(f"=> {result.replicas} replicas (autoscale {result.min_replicas}..{result.max_replicas}), "
-                     f"at most {result.concurrency} requests in flight per replica, headroom {result.headroom:.0%}"
+                     f"{capacity}, headroom {result.headroom:.0%}"
                      + (f", {result.cost_per_hour:.2f}/hour" if result.cost_per_hour is not None else ""),
                      markup=False)
 
 
-def _bench_now(concurrency: str, duration: float, url: Optional[str], grpc: bool,
-               model: Optional[str]) -> dict[str, Any]:
-    """Run `mlserve bench --json` itself (its progress shows on stderr) and read its figures."""
+def _bench_now(concurrency: Optional[str], duration: float, url: Optional[str], grpc: bool,
+               model: Optional[str], rate: Optional[str] = None) -> dict[str, Any]:
+    """Run `mlserve bench --json` itself (its progress shows on stderr) and read its figures:
+    closed-loop levels (`-c`), or an open-loop sweep with `rate`."""
     from mlserve.errors import DataError, MlserveError
 
-    argv = [sys.executable, "-m", "mlserve", "bench", "--json", "-c", concurrency, "--duration", str(duration)]
+    load = ["--rate", rate] if rate is not None else ["-c", str(concurrency)]
+    argv = [sys.executable, "-m", "mlserve", "bench", "--json", *load, "--duration", str(duration)]
     argv += ["--url", url] if url else []
     argv += ["--grpc"] if grpc else []
     argv += ["--model", model] if model else []

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mlserve.deploy.kubernetes import loader_name
+from mlserve.deploy.kubernetes import loader_name, redis_name
 from mlserve.deploy.spec import DeploySpec
 from mlserve.errors import ServerResponseError, UnavailableError, WaitTimeoutError
 
@@ -75,6 +75,10 @@ def apply_kubernetes(out: Path, spec: DeploySpec, *, timeout: float, notify: Not
     steps.append(_run(["kubectl", "apply", *ns, "-f", str(out)], timeout + 30, notify))
     steps.append(_run(["kubectl", "rollout", "status", *ns, f"deployment/{spec.name}", wait],
                       timeout + 30, notify))
+    if spec.prediction_cache is not None:
+        # The server runs without its cache (a miss), so this comes after, and only to report it.
+        steps.append(_run(["kubectl", "rollout", "status", *ns, f"deployment/{redis_name(spec)}", wait],
+                          timeout + 30, notify))
     return steps
 
 

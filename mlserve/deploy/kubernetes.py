@@ -11,13 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from mlserve.deploy.probes import probes
-from mlserve.deploy.spec import (CONFIG_DIR, FEATURE_REDIS_ENV, GRPC_PORT, MONITORING_PATH, REST_PORT,
-                                 DeploySpec)
+from mlserve.deploy.spec import (CONFIG_DIR, FEATURE_REDIS_ENV, GRPC_PORT, MONITORING_PATH, REDIS_PORT,
+                                 REST_PORT, DeploySpec, memory_bytes)
 
 Manifest = dict[str, Any]
 MONITORING_FILE = "monitoring.config"
 BATCHING_FILE = "batching.config"
 FEATURE_LOOKUP_FILE = "feature-lookup.yaml"
+REDIS_IMAGE = "redis:7-alpine"  # pinned by tag: Redis 7, the Alpine build of the official image
+# Redis's own memory cap is this share of the container's limit: the rest is left for its
+# allocator's fragmentation and client buffers, which maxmemory does not count.
+REDIS_MAXMEMORY_SHARE = 0.75
 
 
 def tfs_args(spec: DeploySpec) -> list[str]:
@@ -35,7 +39,18 @@ def tfs_args(spec: DeploySpec) -> list[str]:
     flags = tfs_flags(options, entrypoint_flags=False)
     if spec.feature_lookup is not None:
         flags.append(f"--feature_lookup={CONFIG_DIR}/{FEATURE_LOOKUP_FILE}")
+    if spec.prediction_cache is not None:
+        flags.append(f"--prediction_cache={prediction_cache_url(spec)}")
     return flags
+
+
+def redis_name(spec: DeploySpec) -> str:
+    return f"{spec.name}-redis"
+
+
+def prediction_cache_url(spec: DeploySpec) -> str:
+    """Where every replica finds the shared cache: the Redis Service, by its in-namespace name."""
+    return f"redis://{redis_name(spec)}:{REDIS_PORT}"
 
 
 def _meta(spec: DeploySpec, name: str, **extra: Any) -> dict[str, Any]:
@@ -158,6 +173,57 @@ def autoscaler(spec: DeploySpec) -> Manifest:
                                                    "averageUtilization": spec.cpu_target}}}]}}
 
 
+def _redis_labels(spec: DeploySpec) -> dict[str, str]:
+    # Not the server's labels: its Service must never select a Redis pod.
+    return {"app.kubernetes.io/name": redis_name(spec), "app.kubernetes.io/component": "prediction-cache",
+            "app.kubernetes.io/part-of": spec.name, "app.kubernetes.io/managed-by": "mlserve"}
+
+
+def _redis_meta(spec: DeploySpec) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": redis_name(spec), "labels": _redis_labels(spec)}
+    if spec.namespace:
+        meta["namespace"] = spec.namespace
+    return meta
+
+
+def redis_args(spec: DeploySpec) -> list[str]:
+    """redis-server as a cache: capped memory, least recently used keys evicted first, nothing on disk."""
+    limit = memory_bytes(spec.prediction_cache_memory, "--prediction-cache-memory")
+    return ["--port", str(REDIS_PORT), "--maxmemory", str(int(limit * REDIS_MAXMEMORY_SHARE)),
+            "--maxmemory-policy", "allkeys-lru", "--save", "", "--appendonly", "no",
+            # The image's default too, said here: only the Service's ClusterIP reaches it.
+            "--protected-mode", "no"]
+
+
+def redis_deployment(spec: DeploySpec) -> Manifest:
+    """One Redis replica holding the shared prediction cache: losing it loses only cached answers
+    (the server counts an unreachable Redis as a miss), so there is no volume and no persistence."""
+    memory = spec.prediction_cache_memory
+    container: dict[str, Any] = {
+        "name": "redis", "image": REDIS_IMAGE,
+        "command": ["redis-server"], "args": redis_args(spec),
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}},
+        "readinessProbe": {"exec": {"command": ["redis-cli", "-p", str(REDIS_PORT), "ping"]},
+                           "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2},
+        "livenessProbe": {"tcpSocket": {"port": REDIS_PORT}, "initialDelaySeconds": 5,
+                          "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _redis_meta(spec),
+            "spec": {"replicas": 1, "selector": {"matchLabels": _redis_labels(spec)},
+                     # One pod, no volume: replace it outright rather than run two empty caches.
+                     "strategy": {"type": "Recreate"},
+                     "template": {"metadata": {"labels": _redis_labels(spec)},
+                                  "spec": {"containers": [container]}}}}
+
+
+def redis_service(spec: DeploySpec) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _redis_meta(spec),
+            "spec": {"type": "ClusterIP", "selector": _redis_labels(spec),
+                     "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis",
+                                "protocol": "TCP"}]}}
+
+
 def volume_claim(spec: DeploySpec) -> Manifest:
     claim: dict[str, Any] = {"accessModes": [spec.pvc_access_mode],
                              "resources": {"requests": {"storage": spec.pvc_size}}}
@@ -184,6 +250,10 @@ def manifests(spec: DeploySpec) -> dict[str, Manifest]:
     if spec.delivery == "pvc":
         files["01-pvc.yaml"] = volume_claim(spec)
         files["02-model-loader.yaml"] = loader_pod(spec)
+    if spec.prediction_cache is not None:
+        # Before the server: its replicas find the cache from their first request.
+        files["05-prediction-cache.yaml"] = redis_deployment(spec)
+        files["06-prediction-cache-service.yaml"] = redis_service(spec)
     files["10-deployment.yaml"] = deployment(spec)
     files["20-service.yaml"] = service(spec)
     files["30-hpa.yaml"] = autoscaler(spec)

@@ -20,6 +20,8 @@ KUBERNETES_VERSION = "1.32.0"
 DELIVERIES = ("image", "pvc")
 FEATURE_STORES = ("redis",)
 FEATURE_REDIS_ENV = "MLSERVE_FEATURE_REDIS_URL"  # the container's variable the Secret fills
+PREDICTION_CACHES = ("redis",)
+REDIS_PORT = 6379
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -62,11 +64,29 @@ class DeploySpec:
     feature_lookup: str | None = None
     feature_secret: str | None = None
     feature_secret_key: str = "redis-url"
+    # --prediction-cache redis: a Redis Deployment and Service beside the server, shared by every
+    # replica through the server's --prediction_cache=redis://<name>-redis:6379 (docs/deploy.md)
+    prediction_cache: str | None = None
+    prediction_cache_memory: str = "256Mi"  # the Redis container's memory (request = limit)
+    # The baked image runs mlserve's server (built by the Dockerfile), not tensorflow/serving:
+    # set when a flag only mlserve's server has is asked for (deploy/dockerfile.py).
+    mlserve_image: bool = False
 
     @property
     def serving_image(self) -> str:
         """The pinned tensorflow/serving image, `-gpu` variant with --gpu."""
         return f"{self.image_repo}:{self.tag}-gpu" if self.gpu else f"{self.image_repo}:{self.tag}"
+
+    @property
+    def needs_mlserve_server(self) -> bool:
+        """Flags only mlserve's server takes (the tensorflow/serving image has none of them)."""
+        return self.feature_lookup is not None or self.prediction_cache is not None
+
+    @property
+    def mlserve_flags(self) -> str:
+        """The options that need mlserve's server, as the user wrote them (for messages)."""
+        return " and ".join(name for name, on in (("--feature-store", self.feature_lookup is not None),
+                                                  ("--prediction-cache", self.prediction_cache is not None)) if on)
 
     @property
     def model_dir(self) -> str:
@@ -144,12 +164,42 @@ def check(spec: DeploySpec) -> None:
     if spec.pvc_access_mode not in ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"):
         raise UsageError(f"--pvc-access-mode {spec.pvc_access_mode!r}: choose ReadWriteOnce or "
                          "ReadWriteMany (the loader pod writes, so not ReadOnlyMany)")
-    if spec.feature_lookup is not None and spec.delivery == "image" and spec.image is None:
-        raise UsageError("--feature-store needs --image: an image that runs mlserve's server "
-                         "(the tensorflow/serving image has no --feature_lookup)",
-                         hint="build one with mlserve installed whose entrypoint is mlserve-model-server")
+    if spec.mlserve_image and spec.gpu:
+        raise UsageError(f"{spec.mlserve_flags} runs mlserve's server, whose image is written for CPUs "
+                         "(python slim with TensorFlow from PyPI)",
+                         hint="leave out --gpu, or build a CUDA image with mlserve installed from the "
+                              "written Dockerfile and mlserve-src/ yourself")
+    if spec.needs_mlserve_server and spec.delivery == "pvc":
+        raise UsageError(f"{spec.mlserve_flags} needs mlserve's server, and --delivery pvc runs the "
+                         "tensorflow/serving image, which has no such flag",
+                         hint="use --delivery image (the default)")
+    if spec.prediction_cache is not None:
+        memory_bytes(spec.prediction_cache_memory, "--prediction-cache-memory")
     if spec.delivery not in DELIVERIES:
         raise UsageError(f"--delivery {spec.delivery!r}: choose image or pvc")
+
+
+def prediction_cache(value: str) -> str:
+    """`--prediction-cache`: only Redis shares answers between replicas."""
+    if value not in PREDICTION_CACHES:
+        raise UsageError(f"--prediction-cache {value!r}: choose {' or '.join(PREDICTION_CACHES)}",
+                         hint="replicas share answers through Redis; with it, --tfs-arg="
+                              "--prediction_cache_bytes=N adds each replica's own in-memory tier")
+    return value
+
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def memory_bytes(quantity: str, option: str) -> int:
+    """A Kubernetes memory quantity (256Mi, 1Gi, 500M, 1048576) in bytes."""
+    match = _QUANTITY.match(quantity.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(f"{option} {quantity!r} is not a memory size",
+                         hint="give a Kubernetes quantity such as 256Mi or 1Gi")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def feature_lookup_text(path: Path, store: str) -> str:

@@ -40,7 +40,7 @@ def write_folder(out: Path, texts: dict[str, str], trees: dict[str, Path] | None
         for rel, source in (trees or {}).items():
             target = _inside(tmp, rel)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(source, target)
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         _swap(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

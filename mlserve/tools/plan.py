@@ -18,6 +18,16 @@ machine's throughput and p99 at each concurrency level. The arithmetic, in the o
 A replica kept below the rate it sustained at the chosen level, with fewer requests in flight than
 that level had, stays at or under the latency measured there; the plan holds only as long as the
 bench ran on the same machine type, model and batch size as production will.
+
+An open-loop sweep (`mlserve bench --rate R1,R2,... --json`) sizes the same way from arrival rates
+instead of concurrency levels: latency there runs from each request's scheduled send, so queueing
+is in the p99 a closed loop would hide. One replica's capacity is
+
+    chosen rate        = the highest arrival rate with p99 <= the SLO, no drops, no errors, and
+                         answers achieved >= 95% of the requests scheduled (the replica kept up)
+    concurrency        = ceil(chosen rate x mean latency)     (Little's law, at that rate)
+
+and the rest of the arithmetic is the one above, with the chosen rate as requests/s per replica.
 """
 from __future__ import annotations
 
@@ -34,6 +44,9 @@ DEFAULT_HEADROOM = 0.25
 DEFAULT_PEAK_FACTOR = 2.0
 
 
+ACHIEVED_SHARE = 0.95  # a rate "kept up" when its answers reached this share of the schedule
+
+
 class SloUnmetError(NotFoundError):
     """No measured level meets the latency SLO (exit code 4: no such level exists)."""
 
@@ -48,6 +61,35 @@ class Level:
     mean_ms: float | None
     errors: int
     requests: int
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One arrival rate of an open-loop sweep: the figures sizing needs."""
+
+    rate: float
+    scheduled_per_s: float  # what the schedule drew (Poisson: not exactly `rate`)
+    achieved_per_s: float
+    p99_ms: float | None
+    mean_ms: float | None  # the sweep's mean latency, else its p50
+    errors: int
+    drops: int
+
+    def problems(self, p99_ms: float) -> list[str]:
+        """Why this rate cannot be a replica's capacity (empty: it can)."""
+        out = []
+        if self.p99_ms is None:
+            out.append("no answer")
+        elif self.p99_ms > p99_ms:
+            out.append(f"p99 {self.p99_ms:.2f} ms > {p99_ms:g} ms")
+        if self.achieved_per_s < ACHIEVED_SHARE * self.scheduled_per_s:
+            out.append(f"achieved {self.achieved_per_s:.1f} of {self.scheduled_per_s:.1f} req/s scheduled "
+                       f"(< {ACHIEVED_SHARE:.0%})")
+        if self.drops:
+            out.append(f"{self.drops} dropped")
+        if self.errors:
+            out.append(f"{self.errors} errors")
+        return out
 
 
 @dataclass
@@ -76,6 +118,9 @@ class Plan:
     cost_per_million: float | None
     source: str  # where the figures came from
     model: str | None = None
+    basis: str = "concurrency"  # or "rate": sized from an open-loop sweep
+    level_achieved_rps: float | None = None  # rate basis: what the chosen rate achieved
+    sweep: list[dict[str, Any]] | None = None  # rate basis: every rate, and why it was or was not chosen
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +137,35 @@ def read_bench(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise DataError(f"{file} is not readable JSON: {e}",
                         hint="write it with `mlserve bench --json > bench.json`") from e
-    levels(data, str(file))  # check the shape now
+    (rates if is_sweep(data) else levels)(data, str(file))  # check the shape now
     return data
+
+
+def is_sweep(bench: dict[str, Any]) -> bool:
+    """Whether the figures are an open-loop sweep (`mlserve bench --rate --json`)."""
+    return bool(bench.get("open_loop"))
+
+
+def rates(bench: dict[str, Any], source: str = "bench results") -> list[Rate]:
+    """The arrival rates of an open-loop sweep, checked (a DataError names what is missing)."""
+    try:
+        out = []
+        for lv in bench["levels"]:
+            duration = float(lv.get("duration_s") or 0)
+            sent = lv.get("sent")
+            scheduled = (int(sent) + int(lv.get("drops", 0))) / duration if sent is not None and duration > 0 \
+                else float(lv["rate"])
+            latency = lv.get("mean_ms") if lv.get("mean_ms") is not None else lv.get("p50_ms")
+            out.append(Rate(float(lv["rate"]), scheduled, float(lv["achieved_per_s"]),
+                            None if lv.get("p99_ms") is None else float(lv["p99_ms"]),
+                            None if latency is None else float(latency),
+                            int(lv.get("errors", 0)), int(lv.get("drops", 0))))
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{source} is not `mlserve bench --rate --json` output (bad or missing {e})",
+                        hint="write it with `mlserve bench --rate 200,400,800 --json > sweep.json`") from None
+    if not out:
+        raise DataError(f"{source} has no measured rates", hint="run `mlserve bench --rate 200,400,800 --json`")
+    return sorted(out, key=lambda r: r.rate)
 
 
 def levels(bench: dict[str, Any], source: str = "bench results") -> list[Level]:
@@ -128,17 +200,53 @@ def make_plan(bench: dict[str, Any], *, rps: float, p99_ms: float,
         raise UsageError(f"--peak-factor must be 1 or more, got {peak_factor:g}")
     if price_per_hour is not None and price_per_hour < 0:
         raise UsageError("--price-per-hour cannot be negative")
+    if is_sweep(bench):
+        return _plan_from_sweep(bench, rps=rps, p99_ms=p99_ms, headroom=headroom, peak_factor=peak_factor,
+                                price_per_hour=price_per_hour, source=source)
     measured = levels(bench, source)
     eligible = [lv for lv in measured if lv.errors == 0 and lv.p99_ms is not None
                 and lv.p99_ms <= p99_ms and lv.requests_per_s > 0]
     if not eligible:
         raise _unmet(measured, p99_ms)
     best = max(eligible, key=lambda lv: (lv.requests_per_s, -lv.concurrency))
-    usable = best.requests_per_s * (1 - headroom)
+    return _sized(bench, rps=rps, p99_ms=p99_ms, headroom=headroom, peak_factor=peak_factor,
+                  price_per_hour=price_per_hour, source=source, concurrency=best.concurrency,
+                  level_rps=best.requests_per_s, level_p99_ms=float(best.p99_ms), level_mean_ms=best.mean_ms)
+
+
+def _plan_from_sweep(bench: dict[str, Any], *, rps: float, p99_ms: float, headroom: float, peak_factor: float,
+                     price_per_hour: float | None, source: str) -> Plan:
+    """Size from an open-loop sweep: one replica's capacity is the highest rate that met the SLO."""
+    measured = rates(bench, source)
+    sweep = [{"rate": r.rate, "achieved_per_s": r.achieved_per_s, "p99_ms": r.p99_ms,
+              "problems": r.problems(p99_ms)} for r in measured]
+    eligible = [r for r in measured if not r.problems(p99_ms) and r.achieved_per_s > 0]
+    if not eligible:
+        lowest = measured[0]
+        raise SloUnmetError(
+            f"no arrival rate keeps p99 under {p99_ms:g} ms without drops or errors: the lowest, "
+            f"{lowest.rate:g} req/s, had {'; '.join(lowest.problems(p99_ms))}",
+            hint="sweep lower rates (`mlserve bench --rate 50,100,200 --json`), a faster machine or a "
+                 "GPU, or relax --p99-ms")
+    best = max(eligible, key=lambda r: r.rate)
+    # Little's law at the chosen rate: the requests one replica holds in flight at its capacity.
+    concurrency = max(1, math.ceil(best.rate * (best.mean_ms or 0.0) / 1000.0 - 1e-9))
+    plan = _sized(bench, rps=rps, p99_ms=p99_ms, headroom=headroom, peak_factor=peak_factor,
+                  price_per_hour=price_per_hour, source=source, concurrency=concurrency,
+                  level_rps=best.rate, level_p99_ms=float(best.p99_ms or 0.0), level_mean_ms=best.mean_ms)
+    plan.basis, plan.level_achieved_rps, plan.sweep = "rate", best.achieved_per_s, sweep
+    return plan
+
+
+def _sized(bench: dict[str, Any], *, rps: float, p99_ms: float, headroom: float, peak_factor: float,
+           price_per_hour: float | None, source: str, concurrency: int, level_rps: float,
+           level_p99_ms: float, level_mean_ms: float | None) -> Plan:
+    """The arithmetic from one replica's requests/s on: replicas, utilisation, in flight, cost."""
+    usable = level_rps * (1 - headroom)
     replicas = math.ceil(rps / usable - 1e-9)
     max_replicas = max(replicas, math.ceil(rps * peak_factor / usable - 1e-9))
-    utilisation = rps / (replicas * best.requests_per_s)
-    in_flight = None if best.mean_ms is None else rps / replicas * best.mean_ms / 1000.0
+    utilisation = rps / (replicas * level_rps)
+    in_flight = None if level_mean_ms is None else rps / replicas * level_mean_ms / 1000.0
     batch = int(bench.get("batch_size") or 1)
     cost_hour = cost_month = cost_million = None
     if price_per_hour is not None:
@@ -146,8 +254,8 @@ def make_plan(bench: dict[str, Any], *, rps: float, p99_ms: float,
         cost_month = cost_hour * HOURS_PER_MONTH
         cost_million = cost_hour / (rps * batch * 3600.0) * 1_000_000
     return Plan(target_rps=rps, p99_slo_ms=p99_ms, batch_size=batch, headroom_target=headroom,
-                peak_factor=peak_factor, concurrency=best.concurrency, level_rps=best.requests_per_s,
-                level_p99_ms=float(best.p99_ms), level_mean_ms=best.mean_ms, usable_rps=usable,
+                peak_factor=peak_factor, concurrency=concurrency, level_rps=level_rps,
+                level_p99_ms=level_p99_ms, level_mean_ms=level_mean_ms, usable_rps=usable,
                 replicas=replicas, min_replicas=replicas, max_replicas=max_replicas,
                 utilisation=utilisation, headroom=1 - utilisation, in_flight_per_replica=in_flight,
                 price_per_hour=price_per_hour, cost_per_hour=cost_hour, cost_per_month=cost_month,
@@ -191,9 +299,22 @@ def load_plan(path: str | Path) -> dict[str, Any]:
 
 def explain(plan: Plan) -> list[tuple[str, str, str]]:
     """The arithmetic, one (quantity, how, value) row per step: the table `mlserve plan` prints."""
-    rows = [
-        ("chosen level", f"most req/s with p99 <= {plan.p99_slo_ms:g} ms and no errors",
-         f"concurrency {plan.concurrency}: {plan.level_rps:.1f} req/s, p99 {plan.level_p99_ms:.2f} ms"),
+    if plan.basis == "rate":
+        rows = [(f"rate {r['rate']:g} req/s", f"achieved {r['achieved_per_s']:.1f} req/s, p99 "
+                 + ("-" if r["p99_ms"] is None else f"{r['p99_ms']:.2f} ms"),
+                 "meets the SLO" if not r["problems"] else "no: " + "; ".join(r["problems"]))
+                for r in plan.sweep or []]
+        rows += [
+            ("chosen rate", f"highest arrival rate with p99 <= {plan.p99_slo_ms:g} ms, achieved >= "
+             f"{ACHIEVED_SHARE:.0%} of scheduled, no drops or errors",
+             f"{plan.level_rps:g} req/s: achieved {plan.level_achieved_rps or 0:.1f}, p99 {plan.level_p99_ms:.2f} ms"),
+            ("concurrency per replica", f"ceil({plan.level_rps:g} req/s x {plan.level_mean_ms or 0:.2f} ms)",
+             f"{plan.concurrency} (Little's law at the chosen rate)"),
+        ]
+    else:
+        rows = [("chosen level", f"most req/s with p99 <= {plan.p99_slo_ms:g} ms and no errors",
+                 f"concurrency {plan.concurrency}: {plan.level_rps:.1f} req/s, p99 {plan.level_p99_ms:.2f} ms")]
+    rows += [
         ("usable per replica", f"{plan.level_rps:.1f} x (1 - {plan.headroom_target:g} headroom)",
          f"{plan.usable_rps:.1f} req/s"),
         ("replicas", f"ceil({plan.target_rps:g} / {plan.usable_rps:.1f})", str(plan.replicas)),
@@ -205,7 +326,9 @@ def explain(plan: Plan) -> list[tuple[str, str, str]]:
     if plan.in_flight_per_replica is not None and plan.level_mean_ms is not None:
         rows.append(("in flight per replica",
                      f"{plan.target_rps / plan.replicas:.1f} req/s x {plan.level_mean_ms:.2f} ms",
-                     f"{plan.in_flight_per_replica:.1f} (measured level: {plan.concurrency})"))
+                     f"{plan.in_flight_per_replica:.1f} ("
+                     + ("at the chosen rate" if plan.basis == "rate" else "measured level")
+                     + f": {plan.concurrency})"))
     if plan.cost_per_hour is not None:
         rows += [
             ("cost per hour", f"{plan.replicas} x {plan.price_per_hour:g}", f"{plan.cost_per_hour:.2f}"),

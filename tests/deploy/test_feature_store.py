@@ -52,9 +52,9 @@ def test_feature_store_redis_adds_a_secret_reference_and_the_lookup_config(expor
 def test_feature_store_refusals(exported: Path, tmp_path: Path) -> None:
     config = tmp_path / "lookup.yaml"
     config.write_text(LOOKUP)
-    no_image = run_cli("deploy", "kubernetes", "--out", str(tmp_path / "a"), "--feature-store", "redis",
-                       "--feature-lookup", str(config))
-    assert no_image.returncode == 2 and "--image" in no_image.stderr
+    gpu = run_cli("deploy", "kubernetes", "--out", str(tmp_path / "a"), "--feature-store", "redis",
+                  "--feature-lookup", str(config), "--gpu")
+    assert gpu.returncode == 2 and "--gpu" in gpu.stderr
     alone = run_cli("deploy", "kubernetes", "--out", str(tmp_path / "b"), "--feature-store", "redis")
     assert alone.returncode == 2 and "go together" in alone.stderr
     sqlite = run_cli("deploy", "kubernetes", "--out", str(tmp_path / "c"), "--feature-store", "sqlite",

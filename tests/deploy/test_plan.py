@@ -126,3 +126,85 @@ def test_plan_without_a_server_keeps_the_bench_exit_code() -> None:
     assert proc.returncode == 7  # UNREACHABLE, as `mlserve bench` said
     assert "Error: `mlserve bench` failed, so there is nothing to plan from" in proc.stderr
     assert "--bench-json" in proc.stderr
+
+
+# -- from an open-loop sweep (`mlserve bench --rate ... --json`) -------------------------------------
+
+def _rate(rate: float, p99: float | None, mean: float | None, *, achieved: float | None = None,
+          errors: int = 0, drops: int = 0, duration: float = 3.0) -> dict:
+    # The shape `mlserve bench --rate --json` prints (mlserve.bench.openloop.RateLevel.as_dict()).
+    sent = int(rate * duration) - drops
+    ok = sent - errors
+    return {"rate": rate, "arrival": "poisson", "duration_s": duration, "sent": sent, "ok": ok,
+            "errors": errors, "drops": drops, "achieved_per_s": ok / duration if achieved is None else achieved,
+            "p50_ms": p99 and p99 / 3, "mean_ms": mean, "p99_ms": p99, "p999_ms": p99 and p99 * 2,
+            "max_ms": p99 and p99 * 3, "error_messages": []}
+
+
+SWEEP = {"open_loop": True, "self_test": False, "address": "http://127.0.0.1:8501", "model": "digits_model",
+         "max_inflight": 256,
+         "levels": [_rate(200, 2.0, 1.2),
+                    _rate(800, 9.0, 4.0),  # the highest that meets a 10 ms SLO: the capacity
+                    _rate(400, 4.0, 2.0),  # (order does not matter)
+                    _rate(1600, 8.0, 3.0, achieved=1200.0),  # p99 fine, but it fell behind the schedule
+                    _rate(2400, 9.5, 3.0, errors=5),  # errors: never a capacity
+                    _rate(3200, 50.0, 20.0, drops=100)]}  # over the SLO and dropping
+
+
+def test_plan_from_a_sweep_takes_the_highest_rate_that_met_the_slo() -> None:
+    plan = make_plan(SWEEP, rps=5000, p99_ms=10, headroom=0.25, peak_factor=2.0)
+    assert plan.basis == "rate" and plan.level_rps == 800 and plan.level_p99_ms == 9.0
+    assert plan.usable_rps == pytest.approx(600.0)  # 800 x (1 - 0.25)
+    assert plan.replicas == 9  # ceil(5000 / 600) = ceil(8.33)
+    assert plan.max_replicas == 17  # ceil(10000 / 600) = ceil(16.7)
+    assert plan.concurrency == 4  # ceil(800 req/s x 4.0 ms) = ceil(3.2): Little's law at capacity
+    assert plan.in_flight_per_replica == pytest.approx(5000 / 9 * 0.004)
+    why = {r["rate"]: r["problems"] for r in plan.sweep}
+    assert why[200] == why[400] == why[800] == []
+    assert why[1600] == ["achieved 1200.0 of 1600.0 req/s scheduled (< 95%)"]
+    assert why[2400] == ["5 errors"]
+    assert why[3200] == ["p99 50.00 ms > 10 ms", "100 dropped"]
+    rows = {row[0]: row for row in explain(plan)}
+    assert rows["chosen rate"][2] == "800 req/s: achieved 800.0, p99 9.00 ms"
+    assert rows["rate 1600 req/s"][2].startswith("no: achieved 1200.0")
+    assert rows["rate 800 req/s"][2] == "meets the SLO"
+    assert rows["replicas"][1] == "ceil(5000 / 600.0)"
+    # a tighter SLO moves the choice down; none met is exit 4 naming the lowest rate's figures
+    assert make_plan(SWEEP, rps=5000, p99_ms=5).level_rps == 400
+    with pytest.raises(SloUnmetError) as info:
+        make_plan(SWEEP, rps=5000, p99_ms=1)
+    assert "the lowest, 200 req/s, had p99 2.00 ms > 1 ms" in info.value.message
+    assert "mlserve bench --rate" in info.value.hint
+
+
+def test_cli_plan_from_a_saved_sweep(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps(SWEEP))
+    proc = run_cli("plan", "--rps", "5000", "--p99-ms", "10", "--bench-json", str(sweep), "--json")
+    assert proc.returncode == 0, proc.stderr
+    plan = parse_json_stdout(proc)
+    assert (plan["basis"], plan["level_rps"], plan["replicas"], plan["concurrency"]) == ("rate", 800, 9, 4)
+    table = run_cli("plan", "--rps", "5000", "--p99-ms", "10", "--bench-json", str(sweep))
+    assert table.returncode == 0, table.stderr
+    assert "chosen rate" in table.stdout and "800 req/s per replica (open loop)" in table.stdout
+    both = run_cli("plan", "--rps", "1", "--p99-ms", "1", "--bench-json", str(sweep), "--rate", "10")
+    assert both.returncode == 2 and "give one" in both.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"open_loop": True, "levels": [{"rate": 10}]}))
+    bad = run_cli("plan", "--rps", "1", "--p99-ms", "1", "--bench-json", str(broken))
+    assert bad.returncode == 5 and "mlserve bench --rate --json" in bad.stderr
+
+
+@pytest.mark.slow
+def test_plan_runs_an_open_loop_sweep_now() -> None:
+    """--rate runs `mlserve bench --rate --json` against the canned server on 127.0.0.1 (no model:
+    it answers at once) and plans from the sweep. No timing is asserted: the SLO is generous."""
+    from mlserve.bench import CannedServer
+
+    with CannedServer() as server:
+        proc = run_cli("plan", "--rps", "100", "--p99-ms", "5000", "--rate", "20,40", "--duration", "1",
+                       "--url", server.url, "--model", "canned")
+    assert proc.returncode == 0, proc.stderr
+    assert "Measuring with: mlserve bench --json --rate 20,40 --duration 1" in proc.stderr
+    assert "Plan for 100 req/s at p99 <= 5000 ms from mlserve bench --rate (run now)" in proc.stdout
+    assert "chosen rate" in proc.stdout and "=> " in proc.stdout
