@@ -9,7 +9,7 @@ import pytest
 
 from mlserve.server.cache import PredictionCache, codec
 from mlserve.server.cache.keys import request_key
-from mlserve.server.cache.memory import MemoryTier, outputs_bytes
+from mlserve.server.cache.memory import ENTRY_OVERHEAD, MemoryTier
 from mlserve.server.observability import metrics
 
 
@@ -47,7 +47,7 @@ def test_keys_tell_apart_everything_that_decides_an_answer(tmp_path: Path) -> No
 def test_memory_tier_is_an_lru_bounded_in_bytes() -> None:
     metrics.reset()
     one = {"y": np.zeros((1, 100), np.float32)}
-    size = outputs_bytes(one)
+    size = len(codec.encode(one)) + 1 + ENTRY_OVERHEAD  # one-byte keys
     tier = MemoryTier(max_bytes=3 * size)
     for k in (b"a", b"b", b"c"):
         tier.put(k, one)
