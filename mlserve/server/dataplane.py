@@ -29,7 +29,7 @@ import numpy as np
 
 from mlserve.server.cache import PredictionCache
 from mlserve.server.observability import metrics
-from mlserve.server.servables.batching import Batcher, BatchingOptions, Done
+from mlserve.server.servables.batching import Batcher, BatchingOptions, Done, Prepare
 from mlserve.server.transport.budget import InflightBudget
 from mlserve.server.errors import ServingError
 from mlserve.server.models.manager import ModelManager, VersionStatus
@@ -177,19 +177,10 @@ class DataPlane:
         the batcher when batching is on, waiting at most `timeout` seconds for it. `notes`, when
         given, gets what the request log tells of the call (lookup_ms, cache, batch...)."""
         batcher = self._batcher_for(servable)
-        prepare = None
-        if self.features is not None:
-            if batcher is not None and self.features.needs_lookup(servable, signature_name, inputs):
-                prepare = self.features.complete_many  # one store read per batch, on the batch thread
-            else:
-                inputs = self.features.complete(servable, signature_name, inputs, timeout, notes)
-        key = None if prepare is not None else self._cache_key(servable, signature_name, inputs, output_filter)
-        if key is not None:
-            hit = self.cache.get(key, servable.name)
-            if notes is not None:
-                notes["cache"] = "hit" if hit is not None else "miss"
-            if hit is not None:
-                return hit
+        inputs, prepare, key, hit = self._before(servable, signature_name, inputs, batcher, output_filter,
+                                                 timeout, notes)
+        if hit is not None:
+            return hit
         if batcher is None:
             outputs = self._run(servable, signature_name, inputs, output_filter)
         else:
@@ -216,20 +207,11 @@ class DataPlane:
         thread (and its answer not cached: the key is not the model's input). `notes` as for
         `predict`."""
         batcher = self._batcher_for(servable) if batch else None
-        prepare = None
-        if self.features is not None:
-            if batcher is not None and self.features.needs_lookup(servable, signature_name, inputs):
-                prepare = self.features.complete_many  # one store read per batch, on the batch thread
-            else:
-                inputs = self.features.complete(servable, signature_name, inputs, timeout, notes)
-        key = None if prepare is not None else self._cache_key(servable, signature_name, inputs, None)
+        inputs, prepare, key, hit = self._before(servable, signature_name, inputs, batcher, None, timeout, notes)
+        if hit is not None:
+            done(hit, None)
+            return
         if key is not None:
-            hit = self.cache.get(key, servable.name)
-            if notes is not None:
-                notes["cache"] = "hit" if hit is not None else "miss"
-            if hit is not None:
-                done(hit, None)
-                return
             done = _storing(self.cache, key, done)
         if batcher is not None:
             batcher.submit_callback(servable, signature_name, inputs, done, notes, prepare)
@@ -241,11 +223,27 @@ class DataPlane:
             return
         done(outputs, None)
 
-    def _cache_key(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
-                   output_filter: Sequence[str] | None) -> bytes | None:
-        if self.cache is None:
-            return None
-        return self.cache.key(servable, signature_name, inputs, output_filter)
+    def _before(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
+                batcher: Batcher | None, output_filter: Sequence[str] | None, timeout: float | None,
+                notes: dict | None) -> tuple[dict[str, np.ndarray], Prepare | None, bytes | None, dict | None]:
+        """What comes before a model call: the feature lookup (here, or with batching a `prepare`
+        for the batch thread), then the prediction cache. Returns (inputs, prepare, cache key,
+        cached answer)."""
+        prepare = None
+        if self.features is not None:
+            if batcher is not None and self.features.needs_lookup(servable, signature_name, inputs):
+                prepare = self.features.complete_many  # one store read per batch, on the batch thread
+            else:
+                inputs = self.features.complete(servable, signature_name, inputs, timeout, notes)
+        if self.cache is None or prepare is not None:
+            return inputs, prepare, None, None
+        key = self.cache.key(servable, signature_name, inputs, output_filter)
+        hit = None
+        if key is not None:
+            hit = self.cache.get(key, servable.name)
+            if notes is not None:
+                notes["cache"] = "hit" if hit is not None else "miss"
+        return inputs, prepare, key, hit
 
     def _run(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
              output_filter: Sequence[str] | None) -> dict[str, np.ndarray]:
