@@ -4,7 +4,11 @@ It measures the load generator's own ceiling (`mlserve bench --self-test`) and g
 server that fails on purpose (`--error-every N`), which a real model server cannot be made to.
 Run as its own process, so it does not share the generator's core or GIL:
 
-    python -m mlserve.bench.canned [--batch-size N] [--error-every N] [--hold-after N] [--record FILE]
+    python -m mlserve.bench.canned [--batch-size N] [--error-every N] [--hold-after N] [--service-ms MS]
+
+`--service-ms MS` makes it a server of one worker that takes MS per request: every answer, on
+any connection, waits for the ones before it. That is a server with a known capacity (1000/MS
+req/s), for showing what an open loop measures past it and a closed loop hides. [--record FILE]
 
 It binds 127.0.0.1 on an ephemeral port, prints the port on the first line of stdout, and runs
 until its stdin closes (so it never outlives the process that started it). `--record FILE` writes
@@ -30,9 +34,11 @@ class CannedProtocol(asyncio.Protocol):
     """Answers each complete HTTP/1.1 request with the prebuilt response."""
 
     def __init__(self, ok: bytes, error: bytes, error_every: int, hold_after: int,
-                 counter: list[int], record: IO[str] | None = None) -> None:
+                 counter: list[int], record: IO[str] | None = None, service_s: float = 0.0,
+                 busy_until: list[float] | None = None) -> None:
         self.ok, self.error, self.error_every, self.counter = ok, error, error_every, counter
         self.hold_after, self.record = hold_after, record
+        self.service_s, self.busy_until = service_s, busy_until if busy_until is not None else [0.0]
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -51,17 +57,30 @@ class CannedProtocol(asyncio.Protocol):
                 continue  # never answered: a server that hangs
             failing = self.error_every and self.counter[0] % self.error_every == 0
             out.append(self.error if failing else self.ok)
-        if out and self.transport is not None:
+        if not out or self.transport is None:
+            return
+        if not self.service_s:
             self.transport.write(b"".join(out))
+            return
+        loop = asyncio.get_running_loop()
+        for answer in out:  # one worker: each answer after the one before it, on any connection
+            self.busy_until[0] = max(loop.time(), self.busy_until[0]) + self.service_s
+            loop.call_at(self.busy_until[0], self._send, answer)
+
+    def _send(self, answer: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)
 
 
-async def serve(batch_size: int, error_every: int, hold_after: int, record: IO[str] | None = None) -> None:
+async def serve(batch_size: int, error_every: int, hold_after: int, record: IO[str] | None = None,
+                service_ms: float = 0.0) -> None:
     ok = wire.response("200 OK", json.dumps({"predictions": [[0.1] * 10] * batch_size}).encode())
     error = wire.response("500 Internal Server Error", b'{"error": "canned error for testing"}')
-    counter = [0]
+    counter, busy_until = [0], [0.0]
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: CannedProtocol(ok, error, error_every, hold_after, counter, record), "127.0.0.1", 0)
+        lambda: CannedProtocol(ok, error, error_every, hold_after, counter, record, service_ms / 1000, busy_until),
+        "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     stdin_closed = loop.create_future()
     loop.add_reader(sys.stdin.fileno(),
@@ -79,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-after", type=int, default=0,
                         help="answer the first N requests, then none (0: answer all)")
     parser.add_argument("--record", metavar="FILE", help="write each request body's SHA-256, one a line")
+    parser.add_argument("--service-ms", type=float, default=0.0,
+                        help="one worker taking this long per request (0: answer at once)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -90,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     record = open(args.record, "w") if args.record else None  # noqa: SIM115 - closed below
     try:
         with runner:
-            runner.run(serve(args.batch_size, args.error_every, args.hold_after, record))
+            runner.run(serve(args.batch_size, args.error_every, args.hold_after, record, args.service_ms))
     finally:
         if record is not None:
             record.close()
@@ -101,11 +122,12 @@ class CannedServer:
     """The canned server in a child process; `url` is where it answers."""
 
     def __init__(self, batch_size: int = 1, error_every: int = 0, hold_after: int = 0,
-                 record: str | None = None) -> None:
+                 record: str | None = None, service_ms: float = 0.0) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlserve.bench.canned", "--batch-size", str(int(batch_size)),
              "--error-every", str(int(error_every)), "--hold-after", str(int(hold_after)),
-             *(["--record", str(record)] if record else [])],
+             *(["--record", str(record)] if record else []),
+             *(["--service-ms", str(float(service_ms))] if service_ms else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()

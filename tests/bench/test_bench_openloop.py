@@ -50,6 +50,22 @@ def test_over_max_in_flight_is_a_drop_not_a_queue() -> None:
     assert lv.ok == 1 and lv.sent == 11 and lv.drops == 19
 
 
+def test_latency_past_capacity_grows_from_each_scheduled_send() -> None:
+    """A server of one worker taking 10 ms a request (capacity 100 req/s), offered 200 req/s for
+    1 s: requests wait behind each other, and the open loop, timing each from its scheduled send,
+    sees the queue grow to about half a second. A closed loop with one client would have seen
+    10 ms (coordinated omission). Only lower bounds are asserted: sleeps never run short."""
+    with CannedServer(service_ms=10) as server:
+        lv = run_open_loop(server.url, "/x", b"{}", rates=[200], duration=1.0, arrival="constant",
+                           connections=4, max_in_flight=1000, timeout=10)[0]
+        below = run_open_loop(server.url, "/x", b"{}", rates=[20], duration=1.0, arrival="constant",
+                              connections=4, max_in_flight=1000, timeout=10)[0]
+    assert lv.errors == 0 and lv.drops == 0 and lv.ok == lv.sent
+    assert lv.p99_ms >= 300  # the last of ~200 requests waited behind ~100 others
+    assert lv.achieved_per_s <= 110  # what one 10 ms worker can answer, not the 200 offered
+    assert below.ok == below.sent and below.p50_ms >= 10  # under capacity: about the service time
+
+
 def test_schedules_and_percentiles() -> None:
     assert schedule(10, 1.0, "constant") == [i / 10 for i in range(10)]
     poisson = schedule(1000, 2.0, "poisson", seed=1)
