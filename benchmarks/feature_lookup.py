@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from feature_stores import example_module, start_redis
+    from support.feature_stores import example_module, start_redis
 
     work = Path(tempfile.mkdtemp(prefix="bench-features-"))
     base = work / "model"

@@ -321,13 +321,12 @@ class RestServer:
             if len(self._input_dtypes) > 1024:
                 self._input_dtypes.clear()
             self._input_dtypes[key] = dtypes
-        try:
-            inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
-        except ServingError:  # --feature_lookup: a request with the entity key, not every input
-            if self.dataplane.features is None:
-                raise
-            dtypes = self.dataplane.features.request_dtypes(servable.signatures[sig_name])
-            inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
+        features = self.dataplane.features
+        if features is not None and _names_input(doc, features.config.key_input) \
+                and features.config.key_input not in dtypes:
+            # --feature_lookup: a request with the entity key, not every input
+            dtypes = features.request_dtypes(servable.signatures[sig_name])
+        inputs, fmt = codecs.decode_predict(doc, dtypes, strict=codecs.needs_strict(body, doc))
         if _abandoned(reply):
             return
 
@@ -357,6 +356,16 @@ class RestServer:
         if api == "classify":
             return codecs.encode_classify(self.dataplane.classify(servable, request).result)
         return codecs.encode_regress(self.dataplane.regress(servable, request).result)
+
+
+def _names_input(doc: dict, name: str) -> bool:
+    """Whether a predict request (columnar `inputs`, or row `instances` of objects) names `name`."""
+    inputs = doc.get("inputs")
+    if isinstance(inputs, dict):
+        return name in inputs
+    instances = doc.get("instances")
+    return isinstance(instances, list) and bool(instances) and isinstance(instances[0], dict) \
+        and name in instances[0]
 
 
 def _answer_of(reply: Reply) -> _Answer | None:
