@@ -157,11 +157,12 @@ class _Task:
 
 
 class _Queue:
-    __slots__ = ("servable", "signature", "batches", "opened", "control")
+    __slots__ = ("servable", "signature", "batches", "opened", "control", "rows")
 
     def __init__(self, servable: Any, signature: str, control: AdaptiveControl | None) -> None:
         self.servable, self.signature, self.control = servable, signature, control
         self.batches: deque[list] = deque()  # each: [rows, [tasks]]
+        self.rows = 0  # in all its batches
         self.opened = 0.0  # perf_counter of the open (last) batch's first task
 
 
@@ -283,7 +284,7 @@ class Batcher:
             if queue.control is None:
                 full = len(batches) >= opts.max_enqueued_batches
             else:
-                full = sum(b[0] for b in batches) + rows > opts.max_enqueued_batches * opts.max_batch_size
+                full = queue.rows + rows > opts.max_enqueued_batches * opts.max_batch_size
             if full:
                 raise ServingError("UNAVAILABLE",
                                    "The batch scheduling queue to which this task was submitted is full")
@@ -294,6 +295,7 @@ class Batcher:
         batch = batches[-1]
         batch[0] += rows
         batch[1].append(task)
+        queue.rows += rows
         # A batch thread must look again only when a batch opens (a new deadline, or the one
         # before is now closed) or fills; a task joining an open batch changes neither, and
         # waking a thread per request costs a context switch and a GIL hand-off each.
@@ -375,6 +377,7 @@ class Batcher:
                 if closed or rows_full or due <= 0 or self._closed:
                     self._ready.popleft()
                     queue.batches.popleft()
+                    queue.rows -= batch[0]
                     if queue.batches:  # the next batch of this queue waits its turn
                         self._ready.append(key)
                     else:
