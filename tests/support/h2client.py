@@ -88,7 +88,10 @@ class RawH2:
             kind, flags, sid, payload = got
             if kind == f.SETTINGS and not flags & f.ACK:
                 self.server_settings.update(f.parse_settings(payload))
-                self.send(f.SETTINGS, f.ACK, 0)
+                try:
+                    self.send(f.SETTINGS, f.ACK, 0)
+                except OSError:  # the server closed already: its SETTINGS came before its verdict
+                    pass
             elif kind == f.GOAWAY:
                 out.goaway = int.from_bytes(payload[4:8], "big")
             elif sid != stream:
