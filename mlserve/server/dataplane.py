@@ -16,6 +16,9 @@ method, and encode what it returns or the `ServingError` it raises:
 Tensors are numpy arrays keyed by the signature's input and output aliases. Classify, regress
 and multi-inference take TF Serving's request protos: tf.Example input has no other form.
 The batcher, when batching is on, sits behind `predict` and `predict_then`: front-ends never see it.
+Before it come the feature lookup (`features/`, --feature_lookup) and the prediction cache
+(`cache/`, --prediction_cache_bytes / --prediction_cache), in `_before`; a front-end passes a
+`notes` dict to get what they did (lookup_ms, cache, batch...) for its request log line.
 """
 from __future__ import annotations
 
