@@ -32,7 +32,8 @@ import numpy as np
 
 from mlserve.server.cache import PredictionCache
 from mlserve.server.observability import metrics
-from mlserve.server.servables.batching import Batcher, BatchingOptions, Done, Prepare
+from mlserve.server.servables.batching import Batcher, Done, Prepare
+from mlserve.server.servables.batchingparams import BatchingOptions
 from mlserve.server.transport.budget import InflightBudget
 from mlserve.server.errors import ServingError
 from mlserve.server.models.manager import ModelManager, VersionStatus

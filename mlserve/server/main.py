@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from mlserve.errors import MlserveError, UsageError
 from mlserve.server.observability import metrics
-from mlserve.server.servables.batching import Batcher, BatchingOptions
+from mlserve.server.servables.batching import Batcher
+from mlserve.server.servables.batchingparams import BatchingOptions
 from mlserve.server.transport.budget import InflightBudget
 from mlserve.server.models.config import build_config
 from mlserve.server.dataplane import DataPlane

@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from mlserve.server.servables.adaptive import EVAL_EVERY, START_LIMIT, AdaptiveControl
-from mlserve.server.servables.batching import Batcher, BatchingOptions
+from mlserve.server.servables.batching import Batcher
+from mlserve.server.servables.batchingparams import BatchingOptions
 from support.models import MODEL_NAME
 from support.servers import ServerProcess
 from support.tinymodels import digits_batch

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mlserve.server.observability import metrics
-from mlserve.server.servables.batching import Batcher, BatchingOptions
+from mlserve.server.servables.batching import Batcher
+from mlserve.server.servables.batchingparams import BatchingOptions
 from mlserve.server.errors import ServingError
 from support.tinymodels import digits_batch
 
