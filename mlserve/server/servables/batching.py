@@ -312,12 +312,14 @@ class Batcher:
                 item = self._take()
                 if item is None:
                     return
-                self._running += 1
+                if self.adaptive:  # its low-load bypass asks whether a batch is running
+                    self._running += 1
             try:
                 self._run_batch(*item)
             finally:
-                with self._cond:
-                    self._running -= 1
+                if self.adaptive:
+                    with self._cond:
+                        self._running -= 1
 
     def _run_batch(self, queue: _Queue, tasks: list[_Task], pressed: bool = False) -> None:
         """Run one batch; `pressed`: it ran because it was full or another waited behind it."""
