@@ -200,12 +200,7 @@ def plot_bench(levels: list[dict[str, Any]], path: str | os.PathLike, *, title: 
         cost.set_title("Cost of a million predictions")
         cost.set_ylim(bottom=0, top=max([v or 0.0 for v in values] + [1e-9]) * 1.2)
         cost.grid(axis="y", alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi, title)
 
 
 OPEN_LOOP_FIGURE_PX = (1200, 450)  # p99 and achieved rate against offered rate
@@ -243,12 +238,7 @@ def plot_open_loop(levels: list[dict[str, Any]], path: str | os.PathLike, *, tit
     thr.set_ylim(0, top)
     thr.legend(loc="lower right")
     thr.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi, title)
 
 
 SWEEPS_FIGURE_PX = (900, 560)  # p99 against arrival rate, one line per saved sweep
@@ -300,6 +290,15 @@ def plot_sweeps(sweeps: list[tuple[str, list[dict[str, Any]]]], path: str | os.P
     ax.set_title(title or "p99 against arrival rate")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return _save(fig, path, dpi)
+
+
+def _save(fig: Any, path: Path, dpi: int, title: str = "") -> Path:
+    """Title (when given), lay out, write the PNG, free the figure."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
