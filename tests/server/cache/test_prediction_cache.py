@@ -86,7 +86,11 @@ def test_memory_cache_answers_repeats_byte_for_byte_and_never_across_versions(
     other = digits_batch(2, seed=4)
     assert _predict(server, other).status_code == 200
     assert _lookups(server) == {("memory", "hit"): 2, ("memory", "miss"): 2}
-    assert from_cache  # a well-formed TensorProto
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2
+
+    grpc_answer = tf.make_ndarray(tensor_pb2.TensorProto.FromString(from_cache))
+    np.testing.assert_allclose(grpc_answer, first.json()["predictions"], rtol=1e-6)  # the same answer
 
     write_version(digits_base, 2, kind="digits2")  # other weights: other answers
     deadline = time.monotonic() + 60
